@@ -1,0 +1,179 @@
+// Package sqldb opens Haldir's SQL database: an embedded SQLite file
+// (modernc.org/sqlite, pure Go) or PostgreSQL (pgx through database/sql).
+// The ledger, the projections and the other tables live in the same
+// database, so one transaction can move a projection and its checkpoint.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	sqlite "modernc.org/sqlite"
+)
+
+// Dialect names a SQL database family.
+type Dialect string
+
+// The supported dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is an open database. Write serialises writers: for SQLite it holds a
+// single connection, so writers queue in Go instead of spinning on SQLite's
+// busy handler; for Postgres Write and Read are the same pool.
+type DB struct {
+	Dialect Dialect
+	Write   *sql.DB
+	Read    *sql.DB
+	// Path is the SQLite database file, empty for Postgres.
+	Path string
+}
+
+// DatabaseFile is the SQLite file name inside the data directory.
+const DatabaseFile = "haldir.db"
+
+// OpenSQLite opens (creating if needed) the SQLite database in dir with WAL,
+// synchronous=FULL (a commit is fsynced before it returns) and foreign keys.
+func OpenSQLite(dir string) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sqldb: create data directory: %w", err)
+	}
+	path := filepath.Join(dir, DatabaseFile)
+	dsn := func(extra string) string {
+		return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
+			"&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_pragma=mmap_size(268435456)&_txlock=immediate" + extra
+	}
+	w, err := sql.Open("sqlite", dsn(""))
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := w.Ping(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	r.SetConnMaxIdleTime(0)
+	return &DB{Dialect: SQLite, Write: w, Read: r, Path: path}, nil
+}
+
+// OpenPostgres connects to the database at url (postgres://…) with a pool of
+// at most maxConns connections.
+func OpenPostgres(ctx context.Context, url string, maxConns int) (*DB, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: open postgres: %w", redact(err, url))
+	}
+	if maxConns <= 0 {
+		maxConns = 16
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqldb: connect to postgres: %w", redact(err, url))
+	}
+	return &DB{Dialect: Postgres, Write: db, Read: db}, nil
+}
+
+// redact removes a connection string (which may hold a password) from an
+// error message.
+func redact(err error, url string) error {
+	if url == "" || !strings.Contains(err.Error(), url) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), url, "postgres://…"))
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.Write.Close()
+	if db.Read != db.Write {
+		err = errors.Join(err, db.Read.Close())
+	}
+	return err
+}
+
+// Ping checks that the database answers a query.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.Read.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// Rebind rewrites "?" placeholders to "$1, $2, …" for Postgres. Queries are
+// written with "?" and must not contain literal question marks.
+func (db *DB) Rebind(query string) string {
+	return Rebind(db.Dialect, query)
+}
+
+// Rebind rewrites "?" placeholders for d.
+func Rebind(d Dialect, query string) string {
+	if d != Postgres || !strings.Contains(query, "?") {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint violation
+// (SQLSTATE 23505, or SQLite's SQLITE_CONSTRAINT_UNIQUE / PRIMARYKEY).
+func IsUniqueViolation(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "23505"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		code := se.Code()
+		return code == 2067 || code == 1555 // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// IsAppendOnlyViolation reports whether err is the refusal raised by the
+// ledger's append-only triggers.
+func IsAppendOnlyViolation(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "HA001"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == 1811 // SQLITE_CONSTRAINT_TRIGGER, from RAISE(ABORT, …)
+	}
+	return false
+}
