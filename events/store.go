@@ -95,3 +95,12 @@ func (p *Proposed) Validate() error {
 	}
 	return nil
 }
+
+// Scanner is implemented by stores that can stream events without holding
+// them all in memory. VerifyAll uses it when available.
+type Scanner interface {
+	// Scan calls fn for every event with from <= Position <= to, in
+	// position order. The *Event and its byte slices are reused between
+	// calls: fn must copy what it keeps.
+	Scan(ctx context.Context, from, to int64, fn func(*Event) error) error
+}

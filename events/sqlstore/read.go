@@ -82,3 +82,45 @@ func scanEvents(rows *sql.Rows) ([]events.Event, error) {
 	}
 	return out, nil
 }
+
+// Scan implements events.Scanner.
+func (s *Store) Scan(ctx context.Context, from, to int64, fn func(*events.Event) error) error {
+	rows, err := s.db.Read.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE position >= ? AND position <= ? ORDER BY position"), from, to)
+	if err != nil {
+		return fmt.Errorf("events: scan: %w", err)
+	}
+	defer rows.Close()
+	var e events.Event
+	var recorded int64
+	var tenant, id, stream, typ, payload, meta, prev, hash sql.RawBytes
+	for rows.Next() {
+		if err := rows.Scan(&e.Position, &tenant, &e.Seq, &id, &stream, &e.Version, &typ,
+			&payload, &meta, &recorded, &prev, &hash); err != nil {
+			return fmt.Errorf("events: scan: %w", err)
+		}
+		if len(prev) != events.HashSize || len(hash) != events.HashSize {
+			return &events.CorruptError{Position: e.Position, Reason: fmt.Sprintf("hash columns hold %d and %d bytes, want %d", len(prev), len(hash), events.HashSize)}
+		}
+		e.Tenant, e.ID, e.Stream, e.Type = internString(e.Tenant, tenant), string(id), internString(e.Stream, stream), internString(e.Type, typ)
+		e.Payload, e.Metadata = payload, meta
+		copy(e.PrevHash[:], prev)
+		copy(e.Hash[:], hash)
+		e.RecordedAt = time.Unix(0, recorded).UTC()
+		if err := fn(&e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("events: scan: %w", err)
+	}
+	return nil
+}
+
+// internString returns prev when it already holds b, saving an allocation
+// for the repetitive tenant, stream and type columns.
+func internString(prev string, b []byte) string {
+	if prev == string(b) {
+		return prev
+	}
+	return string(b)
+}

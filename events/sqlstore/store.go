@@ -30,7 +30,6 @@ const ledgerLock = 7368200
 // Limits of the writer.
 const (
 	maxBatchEvents = 1024 // events per transaction
-	insertChunk    = 256  // rows per INSERT statement
 	maxCachedKeys  = 200_000
 )
 
@@ -192,8 +191,16 @@ func (s *Store) writer() {
 }
 
 // commit writes calls in one transaction and answers each of them.
+//
+// The first attempt does not look up event ids: a retried id is rare, and
+// the UNIQUE constraint on event_id catches it. Only then is the batch
+// rolled back and written again with every id looked up first.
 func (s *Store) commit(calls []*appendCall) {
-	results, last, err := s.write(calls)
+	results, last, err := s.write(calls, false)
+	if err != nil && sqldb.IsUniqueViolation(err) {
+		s.lastPos = -1
+		results, last, err = s.write(calls, true)
+	}
 	if err != nil {
 		s.lastPos = -1 // caches may describe rows that were rolled back
 		for _, c := range calls {
@@ -221,7 +228,7 @@ type pending struct {
 	pos      int64
 }
 
-func (s *Store) write(calls []*appendCall) (results []appendResult, last int64, err error) {
+func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult, last int64, err error) {
 	ctx := context.Background()
 	tx, err := s.db.Write.BeginTx(ctx, nil)
 	if err != nil {
@@ -249,9 +256,17 @@ func (s *Store) write(calls []*appendCall) (results []appendResult, last int64, 
 		s.lastPos = head
 	}
 
-	existing, err := s.lookupIDs(ctx, tx, calls)
-	if err != nil {
-		return nil, 0, err
+	existing := map[string]events.Event{}
+	if lookup {
+		for _, c := range calls {
+			found, err := s.lookupIDs(ctx, tx, c.events)
+			if err != nil {
+				return nil, 0, err
+			}
+			for id, e := range found {
+				existing[id] = e
+			}
+		}
 	}
 	p := &pending{
 		versions: make(map[streamKey]int64),
@@ -268,7 +283,7 @@ func (s *Store) write(calls []*appendCall) (results []appendResult, last int64, 
 		}
 	}
 	if err := s.insert(ctx, tx, p.rows); err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("events: insert: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, 0, fmt.Errorf("events: commit append: %w", err)
@@ -330,6 +345,20 @@ func (s *Store) plan(ctx context.Context, tx *sql.Tx, p *pending, existing map[s
 			cur = v
 		}
 		if pr.ExpectedVersion != events.AnyVersion && pr.ExpectedVersion != cur {
+			// A retry of a recorded call also lands here; ids are only
+			// looked up when needed.
+			if _, known := existing[batch[0].ID]; !known {
+				found, err := s.lookupIDs(ctx, tx, batch)
+				if err != nil {
+					return appendResult{err: err}
+				}
+				if _, ok := found[batch[0].ID]; ok {
+					for id, e := range found {
+						existing[id] = e
+					}
+					return s.plan(ctx, tx, p, existing, batch, now)
+				}
+			}
 			return appendResult{err: &events.ConflictError{Tenant: pr.Tenant, Stream: pr.Stream, Expected: pr.ExpectedVersion, Actual: cur}}
 		}
 		h, ok := heads[pr.Tenant]
@@ -347,7 +376,7 @@ func (s *Store) plan(ctx context.Context, tx *sql.Tx, p *pending, existing map[s
 			Stream:     pr.Stream,
 			Version:    cur + 1,
 			Type:       pr.Type,
-			Payload:    pr.Payload,
+			Payload:    nonNil(pr.Payload),
 			Metadata:   events.EncodeMetadata(pr.Meta),
 			RecordedAt: now,
 			Seq:        h.Seq + 1,
@@ -444,21 +473,13 @@ func tenantHead(ctx context.Context, q queryer, d sqldb.Dialect, tenant string) 
 	return h, nil
 }
 
-// lookupIDs returns the already-recorded events among the ids of calls.
-func (s *Store) lookupIDs(ctx context.Context, tx *sql.Tx, calls []*appendCall) (map[string]events.Event, error) {
-	ids := make([]any, 0, len(calls))
-	for _, c := range calls {
-		for _, e := range c.events {
-			ids = append(ids, e.ID)
-		}
-	}
+// lookupIDs returns the already-recorded events among the ids of batch.
+func (s *Store) lookupIDs(ctx context.Context, tx *sql.Tx, batch []events.Proposed) (map[string]events.Event, error) {
 	found := map[string]events.Event{}
-	for start := 0; start < len(ids); start += insertChunk {
-		chunk := ids[start:min(start+insertChunk, len(ids))]
-		q := selectColumns + " WHERE event_id IN (" + placeholders(len(chunk)) + ")"
-		rows, err := tx.QueryContext(ctx, s.db.Rebind(q), chunk...)
+	for _, p := range batch {
+		rows, err := tx.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE event_id = ?"), p.ID)
 		if err != nil {
-			return nil, fmt.Errorf("events: look up event ids: %w", err)
+			return nil, fmt.Errorf("events: look up event id: %w", err)
 		}
 		evs, err := scanEvents(rows)
 		if err != nil {
@@ -471,37 +492,49 @@ func (s *Store) lookupIDs(ctx context.Context, tx *sql.Tx, calls []*appendCall) 
 	return found, nil
 }
 
-func placeholders(n int) string {
-	b := make([]byte, 0, 2*n)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '?')
-	}
-	return string(b)
-}
+const insertOne = "INSERT INTO events (position, tenant_id, seq, event_id, stream, stream_version, type, payload, metadata, recorded_at, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 
-const insertPrefix = "INSERT INTO events (position, tenant_id, seq, event_id, stream, stream_version, type, payload, metadata, recorded_at, prev_hash, hash) VALUES "
+// insertMany inserts any number of rows with one statement shape, so
+// Postgres parses and plans it once per connection.
+const insertMany = `INSERT INTO events (position, tenant_id, seq, event_id, stream, stream_version, type, payload, metadata, recorded_at, prev_hash, hash)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::bytea[], $9::bytea[], $10::bigint[], $11::bytea[], $12::bytea[])`
 
 func (s *Store) insert(ctx context.Context, tx *sql.Tx, rows []events.Event) error {
-	for start := 0; start < len(rows); start += insertChunk {
-		chunk := rows[start:min(start+insertChunk, len(rows))]
-		args := make([]any, 0, 12*len(chunk))
-		q := make([]byte, 0, len(insertPrefix)+len(chunk)*28)
-		q = append(q, insertPrefix...)
-		for i := range chunk {
-			e := &chunk[i]
-			if i > 0 {
-				q = append(q, ',')
-			}
-			q = append(q, "(?,?,?,?,?,?,?,?,?,?,?,?)"...)
-			args = append(args, e.Position, e.Tenant, e.Seq, e.ID, e.Stream, e.Version, e.Type,
-				e.Payload, e.Metadata, e.RecordedAt.UnixNano(), e.PrevHash[:], e.Hash[:])
+	if len(rows) == 0 {
+		return nil
+	}
+	if s.db.Dialect == sqldb.Postgres {
+		n := len(rows)
+		pos, seq, ver, at := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		tenant, id, stream, typ := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		payload, meta, prev, hash := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		for i := range rows {
+			e := &rows[i]
+			pos[i], seq[i], ver[i], at[i] = e.Position, e.Seq, e.Version, e.RecordedAt.UnixNano()
+			tenant[i], id[i], stream[i], typ[i] = e.Tenant, e.ID, e.Stream, e.Type
+			payload[i], meta[i], prev[i], hash[i] = e.Payload, e.Metadata, e.PrevHash[:], e.Hash[:]
 		}
-		if _, err := tx.ExecContext(ctx, s.db.Rebind(string(q)), args...); err != nil {
-			return fmt.Errorf("events: insert: %w", err)
+		_, err := tx.ExecContext(ctx, insertMany, pos, tenant, seq, id, stream, ver, typ, payload, meta, at, prev, hash)
+		return err
+	}
+	stmt, err := tx.PrepareContext(ctx, insertOne)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range rows {
+		e := &rows[i]
+		if _, err := stmt.ExecContext(ctx, e.Position, e.Tenant, e.Seq, e.ID, e.Stream, e.Version, e.Type,
+			e.Payload, e.Metadata, e.RecordedAt.UnixNano(), e.PrevHash[:], e.Hash[:]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }

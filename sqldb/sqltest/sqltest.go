@@ -199,3 +199,39 @@ func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:6])
 }
+
+// Tamper runs q with the ledger's append-only triggers lifted, as an
+// attacker with direct database access could.
+func Tamper(ctx context.Context, db *sqldb.DB, q string, args ...any) error {
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var lift, restore []string
+	switch db.Dialect {
+	case sqldb.SQLite:
+		lift = []string{"DROP TRIGGER events_append_only_update", "DROP TRIGGER events_append_only_delete"}
+		restore = []string{
+			"CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'haldir: the ledger is append-only'); END",
+			"CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'haldir: the ledger is append-only'); END",
+		}
+	case sqldb.Postgres:
+		lift = []string{"ALTER TABLE events DISABLE TRIGGER USER"}
+		restore = []string{"ALTER TABLE events ENABLE TRIGGER USER"}
+	}
+	for _, s := range lift {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("lift protection: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, db.Rebind(q), args...); err != nil {
+		return err
+	}
+	for _, s := range restore {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("restore protection: %w", err)
+		}
+	}
+	return tx.Commit()
+}
