@@ -52,9 +52,11 @@ func OpenSQLite(dir string) (*DB, error) {
 	path := filepath.Join(dir, DatabaseFile)
 	dsn := func(extra string) string {
 		return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
-			"&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_pragma=mmap_size(268435456)&_txlock=immediate" + extra
+			"&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_pragma=mmap_size(268435456)" + extra
 	}
-	w, err := sql.Open("sqlite", dsn(""))
+	// Writers take the write lock at BEGIN (IMMEDIATE), so a transaction
+	// never fails half-way when it first writes; readers stay DEFERRED.
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
 	}

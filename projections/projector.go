@@ -1,0 +1,338 @@
+// Package projections builds Haldir's read models from the ledger.
+//
+// A Handler applies events to the tables it owns. Handlers are bundled in
+// named, ordered Groups; each group has one checkpoint, stored in the same
+// transaction as the read-model changes, so an event's effect is applied
+// exactly once even though delivery is at-least-once. The Projector runs
+// every group as a watermill consumer fed by a LedgerSubscriber.
+//
+// Read models can be dropped and rebuilt from the ledger at any time
+// (Rebuild), and a replay into scratch tables must equal the live tables
+// (Check).
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/sqldb"
+)
+
+// Handler applies ledger events to read-model tables.
+type Handler interface {
+	// Tables lists the tables the handler owns, in creation order.
+	Tables() []string
+	// Apply applies e inside tx. It must be idempotent in effect only
+	// together with the group checkpoint: it is called once per event per
+	// transaction, and a rolled-back transaction is replayed whole.
+	Apply(ctx context.Context, tx *Tx, e *events.Event) error
+}
+
+// Group is a named, ordered set of handlers sharing one checkpoint.
+type Group struct {
+	Name     string
+	Handlers []Handler
+}
+
+// Tables returns every table of the group's handlers.
+func (g Group) Tables() []string {
+	var out []string
+	for _, h := range g.Handlers {
+		out = append(out, h.Tables()...)
+	}
+	return out
+}
+
+// maxBatch bounds how many events one projection transaction applies.
+const maxBatch = 512
+
+// Projector runs groups against a store. Create it with NewProjector and
+// run it with Run.
+type Projector struct {
+	db      *sqldb.DB
+	store   events.Store
+	log     *slog.Logger
+	router  *message.Router
+	runners map[string]*runner
+}
+
+// NewProjector prepares the groups' checkpoints and a watermill router with
+// one consumer handler per group.
+func NewProjector(ctx context.Context, db *sqldb.DB, store events.Store, log *slog.Logger, groups ...Group) (*Projector, error) {
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, watermillLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	p := &Projector{db: db, store: store, log: log, router: router, runners: map[string]*runner{}}
+	for _, g := range groups {
+		r := &runner{group: g, db: db, log: log.With("projection", g.Name), changed: make(chan struct{})}
+		pos, err := r.ensureCheckpoint(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.committed.Store(pos)
+		sub := &LedgerSubscriber{
+			Store:      store,
+			Checkpoint: r.readCheckpoint,
+			OnError:    func(err error) { r.log.Warn("ledger read failed; retrying", "err", err) },
+		}
+		router.AddConsumerHandler(g.Name, "ledger", sub, r.handle)
+		p.runners[g.Name] = r
+	}
+	return p, nil
+}
+
+// Run runs the projections until ctx is cancelled or Close is called.
+func (p *Projector) Run(ctx context.Context) error { return p.router.Run(ctx) }
+
+// Running is closed once every group is consuming.
+func (p *Projector) Running() <-chan struct{} { return p.router.Running() }
+
+// Close stops the projections, letting in-flight transactions finish.
+func (p *Projector) Close() error { return p.router.Close() }
+
+// Position returns the committed checkpoint of the named group.
+func (p *Projector) Position(group string) int64 {
+	if r, ok := p.runners[group]; ok {
+		return r.committed.Load()
+	}
+	return 0
+}
+
+// WaitFor blocks until every group has committed position pos or beyond,
+// or ctx ends. It gives read-your-writes: a command waits for its event's
+// position before it answers.
+func (p *Projector) WaitFor(ctx context.Context, pos int64) error {
+	for _, r := range p.runners {
+		if err := r.waitFor(ctx, pos); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runner applies one group's events. The router delivers one message at a
+// time (the subscriber waits for each Ack), so its fields need no lock; the
+// goroutine changes between messages, with the channel hand-off ordering
+// the accesses.
+type runner struct {
+	group Group
+	db    *sqldb.DB
+	log   *slog.Logger
+
+	tx      *sql.Tx
+	ptx     *Tx
+	applied int64 // last position applied in tx (or the checkpoint at its start)
+	pending int   // events applied in tx
+
+	committed atomic.Int64
+	mu        sync.Mutex
+	changed   chan struct{}
+}
+
+func (r *runner) ensureCheckpoint(ctx context.Context) (int64, error) {
+	q := "INSERT INTO checkpoints (name, position, updated_at) VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING"
+	if _, err := r.db.Write.ExecContext(ctx, r.db.Rebind(q), r.group.Name, time.Now().UnixNano()); err != nil {
+		return 0, fmt.Errorf("projections: create checkpoint %s: %w", r.group.Name, err)
+	}
+	return r.readCheckpoint(ctx)
+}
+
+func (r *runner) readCheckpoint(ctx context.Context) (int64, error) {
+	return readCheckpoint(ctx, r.db.Read, r.db.Dialect, r.group.Name, false)
+}
+
+func readCheckpoint(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, d sqldb.Dialect, name string, lock bool) (int64, error) {
+	query := "SELECT position FROM checkpoints WHERE name = ?"
+	if lock && d == sqldb.Postgres {
+		query += " FOR UPDATE"
+	}
+	var pos int64
+	if err := q.QueryRowContext(ctx, sqldb.Rebind(d, query), name).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("projections: read checkpoint %s: %w", name, err)
+	}
+	return pos, nil
+}
+
+var errGap = errors.New("projections: event ahead of checkpoint; resyncing")
+
+// handle is the group's watermill handler.
+func (r *runner) handle(m *message.Message) error {
+	ctx := context.WithoutCancel(m.Context())
+	e := FromMessage(m)
+	flush := m.Metadata.Get(metaFlush) == "1"
+	if r.tx == nil {
+		if err := r.begin(ctx); err != nil {
+			return err
+		}
+	}
+	switch {
+	case e.Position <= r.applied:
+		// Already applied, by this process before a resync or by another
+		// replica: acknowledge without applying.
+	case e.Position != r.applied+1:
+		r.rollback()
+		return errGap
+	default:
+		for _, h := range r.group.Handlers {
+			if err := h.Apply(ctx, r.ptx, &e); err != nil {
+				r.rollback()
+				r.log.Error("projection failed; the event will be retried", "position", e.Position, "type", e.Type, "err", err)
+				return err
+			}
+		}
+		r.applied = e.Position
+		r.pending++
+	}
+	if flush || r.pending >= maxBatch {
+		return r.commit(ctx)
+	}
+	return nil
+}
+
+func (r *runner) begin(ctx context.Context) error {
+	tx, err := r.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("projections: begin: %w", err)
+	}
+	pos, err := readCheckpoint(ctx, tx, r.db.Dialect, r.group.Name, true)
+	if err != nil {
+		tx.Rollback()
+		return err
+	}
+	r.tx, r.ptx, r.applied, r.pending = tx, newTx(tx, r.db.Dialect, ""), pos, 0
+	return nil
+}
+
+func (r *runner) commit(ctx context.Context) error {
+	if r.pending > 0 {
+		if _, err := r.tx.ExecContext(ctx, r.db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"),
+			r.applied, time.Now().UnixNano(), r.group.Name); err != nil {
+			r.rollback()
+			return fmt.Errorf("projections: move checkpoint: %w", err)
+		}
+	}
+	if err := r.tx.Commit(); err != nil {
+		r.tx = nil
+		return fmt.Errorf("projections: commit: %w", err)
+	}
+	r.tx = nil
+	r.advance(r.applied)
+	return nil
+}
+
+func (r *runner) rollback() {
+	if r.tx != nil {
+		r.tx.Rollback()
+		r.tx = nil
+	}
+}
+
+// advance publishes a committed position to waiters.
+func (r *runner) advance(pos int64) {
+	if pos <= r.committed.Load() {
+		return
+	}
+	r.committed.Store(pos)
+	r.mu.Lock()
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+}
+
+func (r *runner) waitFor(ctx context.Context, pos int64) error {
+	for {
+		r.mu.Lock()
+		ch := r.changed
+		r.mu.Unlock()
+		if r.committed.Load() >= pos {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("projections: %s has not reached position %d: %w", r.group.Name, pos, ctx.Err())
+		}
+	}
+}
+
+// watermillLogger routes watermill's logs to slog, one level quieter: the
+// router reports every start and stop at Info.
+func watermillLogger(log *slog.Logger) watermill.LoggerAdapter {
+	return watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{
+		slog.LevelInfo:  slog.LevelDebug,
+		slog.LevelDebug: slog.LevelDebug - 4,
+	})
+}
+
+// Tx is a read-model transaction. Queries name tables in braces, such as
+// "{sessions}", and use "?" placeholders; Tx maps the names to the live or
+// scratch tables and the placeholders to the dialect's.
+type Tx struct {
+	tx      *sql.Tx
+	dialect sqldb.Dialect
+	prefix  string
+}
+
+func newTx(tx *sql.Tx, d sqldb.Dialect, prefix string) *Tx {
+	return &Tx{tx: tx, dialect: d, prefix: prefix}
+}
+
+// Dialect returns the database dialect, for the rare query that differs.
+func (t *Tx) Dialect() sqldb.Dialect { return t.dialect }
+
+// Exec runs a statement.
+func (t *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.rewrite(q), args...)
+}
+
+// QueryRow runs a query returning at most one row.
+func (t *Tx) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.rewrite(q), args...)
+}
+
+var rewritten sync.Map // "prefix|dialect|query" -> string
+
+func (t *Tx) rewrite(q string) string {
+	key := t.prefix + "|" + string(t.dialect) + "|" + q
+	if s, ok := rewritten.Load(key); ok {
+		return s.(string)
+	}
+	s := sqldb.Rebind(t.dialect, expandTables(q, t.prefix))
+	rewritten.Store(key, s)
+	return s
+}
+
+// expandTables replaces each "{name}" in q with prefix+name.
+func expandTables(q, prefix string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(q, '{')
+		if i < 0 {
+			b.WriteString(q)
+			return b.String()
+		}
+		j := strings.IndexByte(q[i:], '}')
+		if j < 0 {
+			b.WriteString(q)
+			return b.String()
+		}
+		b.WriteString(q[:i])
+		b.WriteString(prefix)
+		b.WriteString(q[i+1 : i+j])
+		q = q[i+j+1:]
+	}
+}

@@ -1,0 +1,285 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/sqldb"
+)
+
+// Scratch table prefixes.
+const (
+	rebuildPrefix = "rebuild_"
+	checkPrefix   = "check_"
+	replayPage    = 5000
+)
+
+// Progress reports replay progress: events applied and the target position.
+type Progress func(done, total int64)
+
+// Rebuild replays the whole ledger into fresh copies of the group's tables
+// and swaps them in, with the checkpoint, in one transaction. The live
+// projector may keep running: the final transaction holds the checkpoint
+// lock, catches the copies up to the ledger head, and moves the checkpoint
+// so the live consumer skips what the rebuild applied. It returns the
+// position the rebuilt tables reflect.
+func Rebuild(ctx context.Context, db *sqldb.DB, store events.Store, g Group, progress Progress) (int64, error) {
+	if err := cloneTables(ctx, db, g.Tables(), rebuildPrefix); err != nil {
+		return 0, err
+	}
+	defer dropTables(context.WithoutCancel(ctx), db, g.Tables(), rebuildPrefix)
+	head, err := store.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	pos, err := replay(ctx, db, store, g, rebuildPrefix, 0, head, progress)
+	if err != nil {
+		return 0, err
+	}
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := readCheckpoint(ctx, tx, db.Dialect, g.Name, true); err != nil {
+		return 0, err
+	}
+	// Catch up with whatever was appended during the replay.
+	ptx := newTx(tx, db.Dialect, rebuildPrefix)
+	for {
+		page, err := store.ReadAll(ctx, pos, replayPage)
+		if err != nil {
+			return 0, err
+		}
+		for i := range page {
+			if err := applyAll(ctx, g, ptx, &page[i]); err != nil {
+				return 0, err
+			}
+			pos = page[i].Position
+		}
+		if len(page) < replayPage {
+			break
+		}
+	}
+	for _, t := range g.Tables() {
+		for _, q := range []string{"DELETE FROM " + t, "INSERT INTO " + t + " SELECT * FROM " + rebuildPrefix + t} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return 0, fmt.Errorf("projections: swap %s: %w", t, err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"), pos, time.Now().UnixNano(), g.Name); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("projections: commit rebuild of %s: %w", g.Name, err)
+	}
+	return pos, nil
+}
+
+// TableDiff is a difference between a live table and its replay.
+type TableDiff struct {
+	Table string
+	// Diff is a go-cmp diff, (-live +replayed).
+	Diff string
+}
+
+// Check replays the ledger into scratch tables up to the live checkpoint,
+// read in the same snapshot as the live tables, and compares every row. It
+// returns the differences (none when the projection is exact) and the
+// position compared at.
+func Check(ctx context.Context, db *sqldb.DB, store events.Store, g Group, progress Progress) ([]TableDiff, int64, error) {
+	live, pos, err := snapshot(ctx, db, g)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := cloneTables(ctx, db, g.Tables(), checkPrefix); err != nil {
+		return nil, 0, err
+	}
+	defer dropTables(context.WithoutCancel(ctx), db, g.Tables(), checkPrefix)
+	if _, err := replay(ctx, db, store, g, checkPrefix, 0, pos, progress); err != nil {
+		return nil, 0, err
+	}
+	var diffs []TableDiff
+	for _, t := range g.Tables() {
+		got, err := dumpTable(ctx, db.Read, checkPrefix+t)
+		if err != nil {
+			return nil, 0, err
+		}
+		if d := cmp.Diff(live[t], got); d != "" {
+			diffs = append(diffs, TableDiff{Table: t, Diff: d})
+		}
+	}
+	return diffs, pos, nil
+}
+
+// snapshot reads the group's checkpoint and every row of its tables in one
+// consistent read transaction.
+func snapshot(ctx context.Context, db *sqldb.DB, g Group) (map[string][][]any, int64, error) {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if db.Dialect == sqldb.Postgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := db.Read.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback()
+	pos, err := readCheckpoint(ctx, tx, db.Dialect, g.Name, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := map[string][][]any{}
+	for _, t := range g.Tables() {
+		rows, err := dumpTable(ctx, tx, t)
+		if err != nil {
+			return nil, 0, err
+		}
+		out[t] = rows
+	}
+	return out, pos, nil
+}
+
+// replay applies events in (from, to] to the tables with prefix, one
+// transaction per page.
+func replay(ctx context.Context, db *sqldb.DB, store events.Store, g Group, prefix string, from, to int64, progress Progress) (int64, error) {
+	pos := from
+	for pos < to {
+		page, err := store.ReadAll(ctx, pos, min(replayPage, int(to-pos)))
+		if err != nil {
+			return pos, err
+		}
+		if len(page) == 0 {
+			return pos, fmt.Errorf("projections: the ledger ends at %d, before position %d", pos, to)
+		}
+		tx, err := db.Write.BeginTx(ctx, nil)
+		if err != nil {
+			return pos, err
+		}
+		ptx := newTx(tx, db.Dialect, prefix)
+		for i := range page {
+			if err := applyAll(ctx, g, ptx, &page[i]); err != nil {
+				tx.Rollback()
+				return pos, err
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return pos, err
+		}
+		pos = page[len(page)-1].Position
+		if progress != nil {
+			progress(pos-from, to-from)
+		}
+	}
+	return pos, nil
+}
+
+func applyAll(ctx context.Context, g Group, tx *Tx, e *events.Event) error {
+	for _, h := range g.Handlers {
+		if err := h.Apply(ctx, tx, e); err != nil {
+			return fmt.Errorf("projections: %s at position %d (%s): %w", g.Name, e.Position, e.Type, err)
+		}
+	}
+	return nil
+}
+
+var createIndex = regexp.MustCompile(`(?is)^CREATE\s+(UNIQUE\s+)?INDEX\s+(IF\s+NOT\s+EXISTS\s+)?"?(\w+)"?\s+ON\s+"?(\w+)"?`)
+
+// cloneTables creates empty copies of tables, with their indexes, named
+// prefix+table. Existing copies are dropped first.
+func cloneTables(ctx context.Context, db *sqldb.DB, tables []string, prefix string) error {
+	dropTables(ctx, db, tables, prefix)
+	for _, t := range tables {
+		var stmts []string
+		switch db.Dialect {
+		case sqldb.Postgres:
+			stmts = []string{fmt.Sprintf("CREATE TABLE %s%s (LIKE %s INCLUDING ALL)", prefix, t, t)}
+		case sqldb.SQLite:
+			rows, err := db.Write.QueryContext(ctx, "SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL ORDER BY type = 'index'", t)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var typ, ddl string
+				if err := rows.Scan(&typ, &ddl); err != nil {
+					rows.Close()
+					return err
+				}
+				if typ == "table" {
+					ddl = regexp.MustCompile(`(?is)^CREATE\s+TABLE\s+"?`+t+`"?`).ReplaceAllString(ddl, "CREATE TABLE "+prefix+t)
+				} else {
+					ddl = createIndex.ReplaceAllString(ddl, "CREATE ${1}INDEX "+prefix+"${3} ON "+prefix+"${4}")
+				}
+				stmts = append(stmts, ddl)
+			}
+			rows.Close()
+			if len(stmts) == 0 {
+				return fmt.Errorf("projections: table %s does not exist", t)
+			}
+		}
+		for _, s := range stmts {
+			if _, err := db.Write.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("projections: clone %s: %w", t, err)
+			}
+		}
+	}
+	return nil
+}
+
+func dropTables(ctx context.Context, db *sqldb.DB, tables []string, prefix string) {
+	for _, t := range tables {
+		db.Write.ExecContext(ctx, "DROP TABLE IF EXISTS "+prefix+t)
+	}
+}
+
+// dumpTable returns every row of table, ordered by all columns, with byte
+// slices turned to strings so rows compare by content.
+func dumpTable(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, table string) ([][]any, error) {
+	probe, err := q.QueryContext(ctx, "SELECT * FROM "+table+" WHERE 1 = 0")
+	if err != nil {
+		return nil, err
+	}
+	cols, err := probe.Columns()
+	probe.Close()
+	if err != nil {
+		return nil, err
+	}
+	order := make([]string, len(cols))
+	for i := range cols {
+		order[i] = fmt.Sprint(i + 1)
+	}
+	rows, err := q.QueryContext(ctx, "SELECT * FROM "+table+" ORDER BY "+strings.Join(order, ", "))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][]any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make([]any, 0, 2*len(cols))
+		for i, v := range vals {
+			if b, ok := v.([]byte); ok {
+				v = string(b)
+			}
+			row = append(row, cols[i], v)
+		}
+		out = append(out, row)
+	}
+	return out, rows.Err()
+}
