@@ -44,4 +44,3 @@ func harness(t *testing.T, db *sqldb.DB) storetest.Harness {
 		},
 	}
 }
-
