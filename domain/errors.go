@@ -67,3 +67,10 @@ func ErrorCode(err error) Code {
 	}
 	return CodeInternal
 }
+
+// WithField returns a copy of e naming field.
+func (e *Error) WithField(field string) *Error {
+	c := *e
+	c.Field = field
+	return &c
+}

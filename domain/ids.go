@@ -32,3 +32,11 @@ func ValidID(prefix, s string) bool {
 	}
 	return true
 }
+
+// NewIDFromBytes returns prefix + "_" + the ID encoding of 15 bytes, for
+// ids that must be derived deterministically (idempotent retries).
+func NewIDFromBytes(prefix string, b []byte) string {
+	var buf [15]byte
+	copy(buf[:], b)
+	return prefix + "_" + idEncoding.EncodeToString(buf[:])
+}

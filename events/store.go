@@ -25,6 +25,16 @@ type Store interface {
 	// event for a failed one.
 	Append(ctx context.Context, batch ...Proposed) ([]Event, error)
 
+	// AppendAsync hands the events to the writer and returns at once with a
+	// function that waits for Append's outcome. Calls are written in the
+	// order AppendAsync returned, possibly in one transaction, so a caller
+	// may decide a stream's next event assuming this one lands: if it does
+	// not, the next one fails its expected-version check too.
+	AppendAsync(ctx context.Context, batch ...Proposed) (wait func() ([]Event, error), err error)
+
+	// Lookup returns the recorded event with the given id.
+	Lookup(ctx context.Context, id string) (Event, bool, error)
+
 	// ReadStream returns the events of one stream with Version > after, in
 	// version order.
 	ReadStream(ctx context.Context, tenant, stream string, after int64) ([]Event, error)

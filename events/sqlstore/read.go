@@ -40,6 +40,19 @@ func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]events.E
 	return scanEvents(rows)
 }
 
+// Lookup implements events.Store.
+func (s *Store) Lookup(ctx context.Context, id string) (events.Event, bool, error) {
+	rows, err := s.db.Read.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE event_id = ?"), id)
+	if err != nil {
+		return events.Event{}, false, fmt.Errorf("events: look up %s: %w", id, err)
+	}
+	evs, err := scanEvents(rows)
+	if err != nil || len(evs) == 0 {
+		return events.Event{}, false, err
+	}
+	return evs[0], true, nil
+}
+
 // Head implements events.Store.
 func (s *Store) Head(ctx context.Context) (int64, error) {
 	var h int64

@@ -96,8 +96,17 @@ func (s *Store) DB() *sqldb.DB { return s.db }
 
 // Append implements events.Store.
 func (s *Store) Append(ctx context.Context, batch ...events.Proposed) ([]events.Event, error) {
+	wait, err := s.AppendAsync(ctx, batch...)
+	if err != nil {
+		return nil, err
+	}
+	return wait()
+}
+
+// AppendAsync implements events.Store.
+func (s *Store) AppendAsync(ctx context.Context, batch ...events.Proposed) (func() ([]events.Event, error), error) {
 	if len(batch) == 0 {
-		return nil, nil
+		return func() ([]events.Event, error) { return nil, nil }, nil
 	}
 	if len(batch) > maxBatchEvents {
 		return nil, fmt.Errorf("%w: %d events in one append (at most %d)", events.ErrInvalid, len(batch), maxBatchEvents)
@@ -120,8 +129,10 @@ func (s *Store) Append(ctx context.Context, batch ...events.Proposed) ([]events.
 		s.closeMu.RUnlock()
 		return nil, ctx.Err()
 	}
-	r := <-call.result // the writer always answers, even on Close
-	return r.events, r.err
+	return func() ([]events.Event, error) {
+		r := <-call.result // the writer always answers, even on Close
+		return r.events, r.err
+	}, nil
 }
 
 // Appended implements events.Store.

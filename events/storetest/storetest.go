@@ -54,6 +54,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"VerifyCatchesDeletedInsertedReordered", testVerifyStructural},
 		{"TenantChainsAreSeparate", testTenantChains},
 		{"AppendedWakesWaiters", testAppendedWakes},
+		{"AppendAsyncKeepsOrder", testAppendAsyncOrder},
+		{"Lookup", testLookup},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -685,5 +687,53 @@ func testAppendedWakes(t *testing.T, h Harness) {
 	case <-wake:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Appended did not fire after a commit")
+	}
+}
+
+// testAppendAsyncOrder decides a stream's next events without waiting for
+// the previous ones, as a pipelining caller does.
+func testAppendAsyncOrder(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.Store
+	var waits []func() ([]events.Event, error)
+	for v := int64(0); v < 50; v++ {
+		w, err := s.AppendAsync(ctx, proposed("t", "pipelined", v, fmt.Sprint(v)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+	}
+	for i, w := range waits {
+		got, err := w()
+		if err != nil {
+			t.Fatalf("pipelined append %d: %v", i, err)
+		}
+		if got[0].Version != int64(i+1) {
+			t.Errorf("pipelined append %d got version %d, want %d", i, got[0].Version, i+1)
+		}
+	}
+	// If an earlier call fails, the calls decided on top of it fail too.
+	bad, _ := s.AppendAsync(ctx, proposed("t", "pipelined", 7, "stale"))
+	next, _ := s.AppendAsync(ctx, proposed("t", "pipelined", 51, "builds on stale"))
+	if _, err := bad(); !errors.Is(err, events.ErrConflict) {
+		t.Errorf("stale pipelined append: err = %v, want ErrConflict", err)
+	}
+	if _, err := next(); !errors.Is(err, events.ErrConflict) {
+		t.Errorf("append decided on a failed one: err = %v, want ErrConflict", err)
+	}
+}
+
+func testLookup(t *testing.T, h Harness) {
+	ctx := context.Background()
+	got := mustAppend(t, h.Store, proposed("t", "s", 0, "x"))
+	e, ok, err := h.Store.Lookup(ctx, got[0].ID)
+	if err != nil || !ok {
+		t.Fatalf("Lookup(%s) = %v, %v", got[0].ID, ok, err)
+	}
+	if diff := cmp.Diff(got[0], e); diff != "" {
+		t.Errorf("Lookup mismatch (-appended +looked up):\n%s", diff)
+	}
+	if _, ok, err := h.Store.Lookup(ctx, "evt_missing"); ok || err != nil {
+		t.Errorf("Lookup(missing) = %v, %v; want not found", ok, err)
 	}
 }

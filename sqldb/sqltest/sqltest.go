@@ -3,7 +3,7 @@
 // template.
 //
 // Postgres is found through HALDIR_TEST_POSTGRES (a URL whose role may
-// CREATE DATABASE), default postgres://haldir:haldir@127.0.0.1:5432/haldir.
+// CREATE DATABASE), default postgres://haldir:haldir@127.0.0.1:5432/postgres.
 // When it cannot be reached the test is skipped, except under CI=true, where
 // it fails: CI must never pass by skipping the Postgres half of the suite.
 package sqltest
@@ -26,7 +26,7 @@ import (
 )
 
 // DefaultPostgresURL is used when HALDIR_TEST_POSTGRES is unset.
-const DefaultPostgresURL = "postgres://haldir:haldir@127.0.0.1:5432/haldir?sslmode=disable"
+const DefaultPostgresURL = "postgres://haldir:haldir@127.0.0.1:5432/postgres?sslmode=disable"
 
 // Backend names a database kind for table-driven tests.
 type Backend struct {

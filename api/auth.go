@@ -1,0 +1,97 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"sync"
+	"time"
+
+	"github.com/haldir-dev/haldir/commands"
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/projections"
+)
+
+// keyCacheTTL bounds how long another replica's key revocation can take to
+// be seen here; a revocation through this process is seen at once.
+const keyCacheTTL = 2 * time.Second
+
+// authenticator checks API keys against the projected key table, caching
+// what it read for keyCacheTTL.
+type authenticator struct {
+	q   *projections.Queries
+	now func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedKey
+	used  map[string]time.Time // last successful use seen by this process
+}
+
+type cachedKey struct {
+	key     projections.KeyView
+	hash    []byte
+	fetched time.Time
+}
+
+func newAuthenticator(q *projections.Queries, now func() time.Time) *authenticator {
+	return &authenticator{q: q, now: now, cache: map[string]cachedKey{}, used: map[string]time.Time{}}
+}
+
+var errBadKey = domain.Errorf(domain.CodeUnauthenticated, "invalid or revoked API key")
+
+// check returns the key record for a presented key. The presented key's
+// SHA-256 is compared with the stored hash in constant time.
+func (a *authenticator) check(ctx context.Context, presented string) (*projections.KeyView, error) {
+	prefix := commands.KeyPrefix(presented)
+	if prefix == "" || len(presented) > 256 {
+		return nil, errBadKey
+	}
+	now := a.now()
+	a.mu.Lock()
+	c, ok := a.cache[prefix]
+	a.mu.Unlock()
+	if !ok || now.Sub(c.fetched) > keyCacheTTL {
+		k, found, err := a.q.KeyByPrefix(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, errBadKey
+		}
+		stored, err := hex.DecodeString(k.KeyHash)
+		if err != nil {
+			return nil, errBadKey
+		}
+		c = cachedKey{key: k, hash: stored, fetched: now}
+		a.mu.Lock()
+		if len(a.cache) > 100_000 {
+			clear(a.cache)
+		}
+		a.cache[prefix] = c
+		a.mu.Unlock()
+	}
+	sum := sha256.Sum256([]byte(presented))
+	if subtle.ConstantTimeCompare(sum[:], c.hash) != 1 || !c.key.RevokedAt.IsZero() || c.key.TenantID == "" {
+		return nil, errBadKey
+	}
+	a.mu.Lock()
+	a.used[prefix] = now
+	a.mu.Unlock()
+	k := c.key
+	return &k, nil
+}
+
+// lastUsed returns when this process last authenticated the key, or zero.
+func (a *authenticator) lastUsed(prefix string) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.used[prefix]
+}
+
+// forget drops a cached key, after it was revoked through this process.
+func (a *authenticator) forget(prefix string) {
+	a.mu.Lock()
+	delete(a.cache, prefix)
+	a.mu.Unlock()
+}

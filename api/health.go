@@ -1,0 +1,74 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+func (s *Server) healthz(c *call) (int, any, error) {
+	return http.StatusOK, map[string]any{"status": "ok"}, nil
+}
+
+func (s *Server) readyz(c *call) (int, any, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	defer cancel()
+	if err := s.deps.Ready(ctx); err != nil {
+		s.log.Warn("not ready", "err", err)
+		return http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "the store does not answer"}, nil
+	}
+	return http.StatusOK, map[string]any{"ready": true}, nil
+}
+
+type component struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// componentStatus checks the store and the projections.
+func (s *Server) componentStatus(ctx context.Context) (string, []component, int64, int64) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	comps := []component{{Name: "api", Status: "ok"}}
+	overall := "ok"
+	head, err := s.deps.Store.Head(ctx)
+	if err != nil {
+		comps = append(comps, component{Name: "ledger", Status: "down", Detail: "the store does not answer"})
+		return "down", comps, 0, 0
+	}
+	comps = append(comps, component{Name: "ledger", Status: "ok"})
+	projected := s.deps.Projected()
+	lag := head - projected
+	p := component{Name: "projections", Status: "ok"}
+	if lag > 10_000 {
+		p.Status, overall = "degraded", "degraded"
+		p.Detail = "read models are behind the ledger"
+	}
+	comps = append(comps, p)
+	return overall, comps, head, lag
+}
+
+func (s *Server) status(c *call) (int, any, error) {
+	overall, comps, head, lag := s.componentStatus(c.ctx)
+	return http.StatusOK, map[string]any{
+		"status":          overall,
+		"version":         s.opts.Version,
+		"uptime_seconds":  int64(time.Since(s.started).Seconds()),
+		"components":      comps,
+		"ledger_position": head,
+		"projection_lag":  lag,
+	}, nil
+}
+
+func (s *Server) prometheus(c *call) error {
+	_, _, head, lag := s.componentStatus(c.ctx)
+	c.w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	s.metrics.write(c.w, map[string]float64{
+		"haldir_ledger_position":        float64(head),
+		"haldir_projection_lag_events":  float64(lag),
+		"haldir_uptime_seconds":         time.Since(s.started).Seconds(),
+		"haldir_projection_position":    float64(s.deps.Projected()),
+	})
+	return nil
+}

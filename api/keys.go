@@ -1,0 +1,78 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/haldir-dev/haldir/commands"
+)
+
+func (s *Server) createTenant(c *call) (int, any, error) {
+	name := c.obj.str("name", true, commands.MaxTenantName)
+	if err := c.obj.Err(); err != nil {
+		return 0, nil, err
+	}
+	t, err := s.deps.Commands.CreateTenant(c.ctx, c.actor, name)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, map[string]any{"tenant_id": t.TenantID, "name": t.Name, "key": t.Key.Key, "prefix": t.Key.Prefix}, nil
+}
+
+func (s *Server) createKey(c *call) (int, any, error) {
+	name := c.obj.str("name", false, commands.MaxKeyNameLen)
+	scopes, _ := c.obj.strList("scopes", 32, 64)
+	rate, _ := c.obj.integer("rate_limit", 0, 1_000_000)
+	if err := c.obj.Err(); err != nil {
+		return 0, nil, err
+	}
+	if c.key == nil {
+		// No key was presented: only a fresh install may mint one.
+		exists, err := s.deps.Queries.AnyTenant(c.ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		if exists {
+			return 0, nil, commands.ErrInstallClosed
+		}
+		t, err := s.deps.Commands.Bootstrap(c.ctx, c.actor, "default")
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusCreated, keyBody(t.Key, t.TenantID), nil
+	}
+	if name == "" {
+		name = "unnamed"
+	}
+	k, err := s.deps.Commands.CreateKey(c.ctx, c.actor, c.key.Scopes, name, scopes, int(rate))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, keyBody(k, c.tenant), nil
+}
+
+func keyBody(k commands.NewKey, tenant string) map[string]any {
+	return map[string]any{"key": k.Key, "prefix": k.Prefix, "name": k.Name, "scopes": k.Scopes,
+		"rate_limit": k.RateLimit, "tenant_id": tenant, "created_at": formatTime(k.Created.RecordedAt)}
+}
+
+func (s *Server) listKeys(c *call) (int, any, error) {
+	keys, err := s.deps.Queries.Keys(c.ctx, c.tenant)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]map[string]any, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, map[string]any{"prefix": k.Prefix, "name": k.Name, "scopes": k.Scopes, "rate_limit": k.RateLimit,
+			"created_at": formatTime(k.CreatedAt), "last_used": optionalTime(s.auth.lastUsed(k.Prefix)), "revoked": !k.RevokedAt.IsZero()})
+	}
+	return http.StatusOK, map[string]any{"keys": out, "count": len(out)}, nil
+}
+
+func (s *Server) revokeKey(c *call) (int, any, error) {
+	prefix := c.vars("prefix")
+	if err := s.deps.Commands.RevokeKey(c.ctx, c.actor, prefix); err != nil {
+		return 0, nil, err
+	}
+	s.auth.forget(prefix)
+	return http.StatusOK, map[string]any{"revoked": true, "prefix": prefix}, nil
+}

@@ -1,0 +1,44 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/haldir-dev/haldir/domain"
+)
+
+// routeTable declares every endpoint: its authentication, the key scope it
+// requires and its handler. OpenAPI is generated from this table, so the
+// document lists exactly what is served.
+func (s *Server) routeTable() []route {
+	need := func(r domain.Resource, a domain.Access) domain.Need { return domain.Need{Resource: r, Access: a} }
+	get, post, del := http.MethodGet, http.MethodPost, http.MethodDelete
+	return []route{
+		{method: get, path: "/healthz", auth: authNone, summary: "Liveness", handle: s.healthz},
+		{method: get, path: "/readyz", auth: authNone, summary: "Readiness: the store answers", handle: s.readyz},
+		{method: get, path: "/v1/status", auth: authNone, summary: "Component status", handle: s.status},
+		{method: get, path: "/metrics", auth: authOperator, summary: "Prometheus metrics (operator token)", stream: s.prometheus},
+		{method: get, path: "/openapi.json", auth: authNone, summary: "This OpenAPI document", handle: s.openapi},
+
+		{method: post, path: "/v1/tenants", auth: authOperator, summary: "Create a tenant and its first key (operator token)", handle: s.createTenant, secretResponse: true},
+		{method: post, path: "/v1/keys", auth: authBootstrap, need: need(domain.Admin, domain.Write), summary: "Create an API key", handle: s.createKey, secretResponse: true},
+		{method: get, path: "/v1/keys", need: need(domain.Admin, domain.Read), summary: "List API keys", handle: s.listKeys},
+		{method: del, path: "/v1/keys/{prefix}", need: need(domain.Admin, domain.Write), summary: "Revoke an API key", handle: s.revokeKey},
+
+		{method: post, path: "/v1/sessions", need: need(domain.Sessions, domain.Write), summary: "Create an agent session", handle: s.createSession},
+		{method: get, path: "/v1/sessions/{id}", need: need(domain.Sessions, domain.Read), summary: "Get a session", handle: s.getSession},
+		{method: del, path: "/v1/sessions/{id}", need: need(domain.Sessions, domain.Write), summary: "Revoke a session", handle: s.revokeSession},
+		{method: post, path: "/v1/sessions/{id}/check", need: need(domain.Sessions, domain.Read), summary: "Check a session scope", handle: s.checkSession},
+
+		{method: post, path: "/v1/payments/authorize", need: need(domain.Payments, domain.Write), summary: "Authorize spend against a session cap", handle: s.authorizePayment},
+
+		{method: post, path: "/v1/audit", need: need(domain.Audit, domain.Write), summary: "Log an agent action", handle: s.logAction},
+		{method: get, path: "/v1/audit", need: need(domain.Audit, domain.Read), summary: "Query the audit trail (the ledger)", handle: s.queryAudit},
+		{method: get, path: "/v1/audit/spend", need: need(domain.Audit, domain.Read), summary: "Spend summary", handle: s.spend},
+		{method: get, path: "/v1/audit/verify", need: need(domain.Audit, domain.Read), summary: "Verify the tenant's hash chain", handle: s.verify},
+		{method: get, path: "/v1/audit/export", need: need(domain.Audit, domain.Read), summary: "Export the audit trail as JSONL or CSV", stream: s.export},
+
+		{method: get, path: "/v1/usage", need: need(domain.Admin, domain.Read), summary: "Monthly usage", handle: s.usage},
+		{method: get, path: "/v1/metrics", need: need(domain.Admin, domain.Read), summary: "This tenant's counts", handle: s.tenantMetrics},
+		{method: get, path: "/v1/admin/overview", need: need(domain.Admin, domain.Read), summary: "Tenant overview", handle: s.overview},
+	}
+}

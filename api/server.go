@@ -1,0 +1,410 @@
+// Package api serves Haldir's /v1 REST contract over HTTP.
+//
+// Every route is declared once, in routes(), with the authentication it
+// needs and the key scope it requires; one request pipeline enforces both,
+// so no handler can forget a check. Handlers parse and validate input, call
+// package commands for writes and package projections for reads, and return
+// a status and a body; errors become the JSON envelope in exactly one place
+// (errorBody). The package holds no SQL.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/haldir-dev/haldir/commands"
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/idempotency"
+	"github.com/haldir-dev/haldir/projections"
+	"github.com/haldir-dev/haldir/ratelimit"
+)
+
+// MaxBodyBytes is the largest request body accepted (1 MiB).
+const MaxBodyBytes = 1 << 20
+
+// Deps are the services the API calls.
+type Deps struct {
+	Commands    *commands.Service
+	Queries     *projections.Queries
+	Store       events.Store
+	Idempotency *idempotency.Store
+	Limiter     ratelimit.Limiter
+	// Ready reports whether the store answers; /readyz returns 503 when
+	// it does not.
+	Ready func(context.Context) error
+	// Projected returns the position the read models have reached.
+	Projected func() int64
+}
+
+// Options configure the API.
+type Options struct {
+	// AdminToken enables POST /v1/tenants and GET /metrics for callers
+	// presenting it. Empty disables both.
+	AdminToken string
+	// RateLimitPerMinute is the default per-key limit; 0 means none.
+	RateLimitPerMinute int
+	Version            string
+	Log                *slog.Logger
+	Now                func() time.Time
+}
+
+// Server is the HTTP API. It implements http.Handler.
+type Server struct {
+	deps    Deps
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	router  *mux.Router
+	routes  []route
+	auth    *authenticator
+	metrics *metrics
+	started time.Time
+}
+
+// authKind says how a route authenticates its caller.
+type authKind int
+
+const (
+	authKey       authKind = iota // an API key holding need
+	authNone                      // public
+	authOperator                  // HALDIR_ADMIN_TOKEN
+	authBootstrap                 // an API key holding need, or none at all on a fresh install
+)
+
+// route is one endpoint of the contract.
+type route struct {
+	method, path string
+	auth         authKind
+	need         domain.Need
+	summary      string
+	handle       func(*call) (int, any, error)
+	// stream handlers write the response themselves (exports).
+	stream func(*call) error
+	// secretResponse marks responses holding a secret shown once: an
+	// idempotent replay cannot repeat them.
+	secretResponse bool
+}
+
+// call is one request on its way through the pipeline.
+type call struct {
+	ctx       context.Context
+	w         http.ResponseWriter
+	r         *http.Request
+	route     *route
+	requestID string
+	body      []byte
+	obj       *object
+	// Set by authentication.
+	tenant string
+	key    *projections.KeyView
+	actor  commands.Actor
+}
+
+func (c *call) vars(name string) string { return mux.Vars(c.r)[name] }
+
+// New returns the API server.
+func New(deps Deps, opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{deps: deps, opts: opts, log: opts.Log, now: func() time.Time { return opts.Now().UTC() }, started: time.Now()}
+	s.auth = newAuthenticator(deps.Queries, s.now)
+	s.metrics = newMetrics()
+	s.router = mux.NewRouter()
+	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, domain.Errorf(domain.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	s.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, &domain.Error{Code: domain.CodeInvalid, Message: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)})
+	})
+	s.routes = s.routeTable()
+	for i := range s.routes {
+		rt := &s.routes[i]
+		s.router.HandleFunc(rt.path, s.handler(rt)).Methods(rt.method)
+	}
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// fail answers a request that matched no route.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	id := requestID(r)
+	w.Header().Set("X-Request-ID", id)
+	status, body := errorBody(s.log, id, err)
+	writeJSON(w, status, body)
+}
+
+// requestID returns the caller's X-Request-ID when it is safe to echo, or a
+// new one.
+func requestID(r *http.Request) string {
+	if v := r.Header.Get("X-Request-ID"); v != "" && len(v) <= 128 {
+		ok := true
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:", c) >= 0) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return v
+		}
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	return "req_" + hex.EncodeToString(b[:])
+}
+
+// statusWriter records the status a streaming handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming handlers push data as it is produced.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) handler(rt *route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		c := &call{ctx: r.Context(), w: sw, r: r, route: rt, requestID: requestID(r)}
+		sw.Header().Set("X-Request-ID", c.requestID)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					s.log.Error("handler panicked", "request_id", c.requestID, "panic", fmt.Sprint(p))
+					if sw.status == 0 {
+						status, body := errorBody(s.log, c.requestID, errors.New("panic"))
+						writeJSON(sw, status, body)
+					}
+				}
+			}()
+			s.serve(c)
+		}()
+		d := time.Since(start)
+		s.metrics.observe(rt.method+" "+rt.path, sw.status, d)
+		level := slog.LevelInfo
+		if sw.status >= 500 {
+			level = slog.LevelError
+		}
+		var prefix string
+		if c.key != nil {
+			prefix = c.key.Prefix
+		}
+		s.log.LogAttrs(c.ctx, level, "request", slog.String("request_id", c.requestID), slog.String("method", r.Method),
+			slog.String("route", rt.path), slog.Int("status", sw.status), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+			slog.String("tenant", c.tenant), slog.String("key", prefix))
+	}
+}
+
+// serve runs the pipeline for one request.
+func (s *Server) serve(c *call) {
+	if err := s.prepare(c); err != nil {
+		s.respond(c, 0, nil, err)
+		return
+	}
+	if c.route.stream != nil {
+		if err := c.route.stream(c); err != nil {
+			s.respond(c, 0, nil, err)
+		}
+		return
+	}
+	if c.r.Method == http.MethodPost && c.r.Header.Get("Idempotency-Key") != "" {
+		s.idempotent(c)
+		return
+	}
+	status, body, err := c.route.handle(c)
+	s.respond(c, status, body, err)
+}
+
+// prepare reads the body and authenticates and authorises the caller.
+func (s *Server) prepare(c *call) error {
+	if c.r.Method == http.MethodPost || c.r.Method == http.MethodPut || c.r.Method == http.MethodPatch {
+		body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBodyBytes))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return domain.Errorf(domain.CodeTooLarge, "request body is larger than %d bytes", MaxBodyBytes)
+			}
+			return domain.Invalid("", "could not read the request body")
+		}
+		c.body = body
+	}
+	if err := s.authenticate(c); err != nil {
+		return err
+	}
+	if ct := c.r.Header.Get("Content-Type"); ct != "" && len(c.body) > 0 {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return domain.Errorf(domain.CodeUnsupportedMedia, "send the body as application/json, not %q", truncate(ct, 60))
+		}
+	}
+	if c.key != nil && !c.key.Scopes.Allows(c.route.need) {
+		return &domain.Error{Code: domain.CodeInsufficientScope,
+			Message: fmt.Sprintf("this key lacks the %s scope that %s %s requires", c.route.need, c.route.method, c.route.path),
+			Extra:   map[string]any{"required": c.route.need.String(), "granted": []string(c.key.Scopes)}}
+	}
+	if c.key != nil {
+		if err := s.rateLimit(c); err != nil {
+			return err
+		}
+	}
+	if c.body != nil || c.r.Method == http.MethodPost {
+		obj, err := parseObject(c.body)
+		if err != nil {
+			return err
+		}
+		c.obj = obj
+	}
+	c.actor = commands.Actor{Tenant: c.tenant, RequestID: c.requestID, Route: c.route.method + " " + c.route.path}
+	if c.key != nil {
+		c.actor.KeyPrefix = c.key.Prefix
+	}
+	return nil
+}
+
+func (s *Server) authenticate(c *call) error {
+	switch c.route.auth {
+	case authNone:
+		return nil
+	case authOperator:
+		tok := bearer(c.r)
+		if s.opts.AdminToken == "" {
+			return domain.Errorf(domain.CodeNotFound, "operator routes are disabled: set HALDIR_ADMIN_TOKEN to enable them")
+		}
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.AdminToken)) != 1 {
+			return domain.Errorf(domain.CodeUnauthenticated, "this route needs the operator token (Authorization: Bearer $HALDIR_ADMIN_TOKEN)")
+		}
+		c.tenant = "_operator"
+		c.actor.KeyPrefix = "operator"
+		return nil
+	}
+	key := presentedKey(c.r)
+	if key == "" && c.route.auth == authBootstrap {
+		return nil // the handler decides whether the install is fresh
+	}
+	if key == "" {
+		return domain.Errorf(domain.CodeUnauthenticated, "missing API key: send Authorization: Bearer hld_… or X-API-Key")
+	}
+	k, err := s.auth.check(c.ctx, key)
+	if err != nil {
+		return err
+	}
+	c.key, c.tenant = k, k.TenantID
+	return nil
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func presentedKey(r *http.Request) string {
+	if k := bearer(r); k != "" {
+		return k
+	}
+	return strings.TrimSpace(r.Header.Get("X-API-Key"))
+}
+
+func (s *Server) rateLimit(c *call) error {
+	limit := s.opts.RateLimitPerMinute
+	if c.key.RateLimit > 0 {
+		limit = c.key.RateLimit
+	}
+	if limit <= 0 || s.deps.Limiter == nil {
+		return nil
+	}
+	now := s.now()
+	res, err := s.deps.Limiter.Allow(c.ctx, "key:"+c.key.Prefix, limit, time.Minute, now)
+	if err != nil {
+		return err
+	}
+	h := c.w.Header()
+	h.Set("X-RateLimit-Limit", strconv.Itoa(res.Limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(res.Remaining))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(res.Reset.Unix(), 10))
+	if !res.Allowed {
+		retry := int(res.RetryAfter(now).Seconds() + 0.999)
+		h.Set("Retry-After", strconv.Itoa(max(retry, 1)))
+		return domain.Errorf(domain.CodeRateLimited, "rate limit of %d requests a minute reached for key %s; retry after %d s", limit, c.key.Prefix, max(retry, 1))
+	}
+	return nil
+}
+
+// respond writes a handler's result or error.
+func (s *Server) respond(c *call, status int, body any, err error) {
+	status, b := s.render(c, status, body, err)
+	writeRaw(c.w, status, b)
+}
+
+// render turns a handler's result or error into a status and JSON bytes.
+func (s *Server) render(c *call, status int, body any, err error) (int, []byte) {
+	if err != nil {
+		var eb map[string]any
+		status, eb = errorBody(s.log, c.requestID, err)
+		// Some refusals carry extra fields a client of the reference
+		// reads (authorized:false on a denied payment).
+		if m, ok := body.(map[string]any); ok {
+			for k, v := range m {
+				if _, taken := eb[k]; !taken {
+					eb[k] = v
+				}
+			}
+		}
+		body = eb
+	}
+	b, merr := json.Marshal(body)
+	if merr != nil {
+		s.log.Error("response encoding failed", "request_id", c.requestID, "err", merr)
+		return http.StatusInternalServerError, []byte(`{"error":"response encoding failed","code":"internal"}`)
+	}
+	return status, b
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,202 @@
+// Package app assembles a running Haldir: the database, the ledger, the
+// projections, the command service and the HTTP API. It is the composition
+// root; every other package receives its dependencies from here.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/haldir-dev/haldir/api"
+	"github.com/haldir-dev/haldir/commands"
+	"github.com/haldir-dev/haldir/events/sqlstore"
+	"github.com/haldir-dev/haldir/idempotency"
+	"github.com/haldir-dev/haldir/migrations"
+	"github.com/haldir-dev/haldir/projections"
+	"github.com/haldir-dev/haldir/ratelimit"
+	"github.com/haldir-dev/haldir/sqldb"
+)
+
+// Config is Haldir's configuration, read once (by package cli) and passed
+// down as plain values.
+type Config struct {
+	// Addr is the listen address, default ":8000".
+	Addr string
+	// DataDir holds the embedded SQLite store, default "./haldir-data".
+	DataDir string
+	// DatabaseURL selects Postgres when set.
+	DatabaseURL string
+	// PGMaxConns bounds the Postgres pool (default 16).
+	PGMaxConns int
+	// AdminToken enables operator routes; empty disables them.
+	AdminToken string
+	// RateLimitPerMinute is the default per-key limit; 0 is off.
+	RateLimitPerMinute int
+	Version            string
+}
+
+// Secret config values never print.
+func (c Config) String() string {
+	redact := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "(set)"
+	}
+	return fmt.Sprintf("Config{Addr:%q DataDir:%q DatabaseURL:%s PGMaxConns:%d AdminToken:%s RateLimitPerMinute:%d}",
+		c.Addr, c.DataDir, redact(c.DatabaseURL), c.PGMaxConns, redact(c.AdminToken), c.RateLimitPerMinute)
+}
+
+// Backend names the store in use, for messages.
+func (c Config) Backend() string {
+	if c.DatabaseURL != "" {
+		return "postgres"
+	}
+	return "sqlite (" + c.DataDir + ")"
+}
+
+// OpenDB opens the configured database and applies pending migrations.
+func OpenDB(ctx context.Context, cfg Config) (*sqldb.DB, error) {
+	var db *sqldb.DB
+	var err error
+	if cfg.DatabaseURL != "" {
+		db, err = sqldb.OpenPostgres(ctx, cfg.DatabaseURL, cfg.PGMaxConns)
+	} else {
+		db, err = sqldb.OpenSQLite(cfg.DataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := migrations.Up(ctx, db, nil); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// App is a running Haldir.
+type App struct {
+	Config    Config
+	Log       *slog.Logger
+	DB        *sqldb.DB
+	Store     *sqlstore.Store
+	Projector *projections.Projector
+	Commands  *commands.Service
+	Queries   *projections.Queries
+	API       *api.Server
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Open opens the store, starts the projections and builds the API.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	db, err := OpenDB(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{})}
+	if a.Store, err = sqlstore.Open(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if a.Projector, err = projections.NewProjector(ctx, db, a.Store, log, projections.CoreGroup); err != nil {
+		a.Store.Close()
+		db.Close()
+		return nil, err
+	}
+	go func() {
+		if err := a.Projector.Run(context.Background()); err != nil {
+			log.Error("projections stopped", "err", err)
+		}
+	}()
+	<-a.Projector.Running()
+	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{})
+	a.Queries = projections.NewQueries(db)
+	var limiter ratelimit.Limiter = ratelimit.NewMemory()
+	if db.Dialect == sqldb.Postgres {
+		limiter = ratelimit.NewSQL(db) // replicas share counters
+	}
+	idem := idempotency.New(db)
+	a.API = api.New(api.Deps{
+		Commands:    a.Commands,
+		Queries:     a.Queries,
+		Store:       a.Store,
+		Idempotency: idem,
+		Limiter:     limiter,
+		Ready:       a.Store.Ping,
+		Projected:   func() int64 { return a.Projector.Position(projections.CoreGroup.Name) },
+	}, api.Options{AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Version: cfg.Version, Log: log})
+	go a.housekeeping(idem, limiter)
+	return a, nil
+}
+
+// housekeeping expires idempotency keys and rate windows.
+func (a *App) housekeeping(idem *idempotency.Store, limiter ratelimit.Limiter) {
+	defer close(a.done)
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if n, err := idem.Expire(ctx, time.Now()); err != nil {
+				a.Log.Warn("expiring idempotency keys failed", "err", err)
+			} else if n > 0 {
+				a.Log.Debug("expired idempotency keys", "count", n)
+			}
+			if l, ok := limiter.(*ratelimit.SQL); ok {
+				if err := l.Expire(ctx, time.Now().Add(-2*time.Hour)); err != nil {
+					a.Log.Warn("expiring rate windows failed", "err", err)
+				}
+			}
+			cancel()
+		}
+	}
+}
+
+// Serve serves the API on ln until ctx is cancelled, then shuts down
+// gracefully, letting in-flight requests finish for up to 20 seconds.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.API,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("app: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close stops the projections and closes the store and database.
+func (a *App) Close() error {
+	close(a.stop)
+	<-a.done
+	err := a.Projector.Close()
+	err = errors.Join(err, a.Store.Close())
+	return errors.Join(err, a.DB.Close())
+}

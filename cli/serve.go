@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/haldir-dev/haldir/app"
+)
+
+// config builds the server configuration from flags, environment and file.
+func (e *env) config() app.Config {
+	v := e.v
+	return app.Config{
+		Addr:               v.GetString("addr"),
+		DataDir:            v.GetString("data-dir"),
+		DatabaseURL:        v.GetString("database-url"),
+		PGMaxConns:         v.GetInt("pg-max-conns"),
+		AdminToken:         v.GetString("admin-token"),
+		RateLimitPerMinute: v.GetInt("rate-limit"),
+		Version:            Version,
+	}
+}
+
+func (e *env) logger() *slog.Logger {
+	level := slog.LevelInfo
+	if err := level.UnmarshalText([]byte(e.v.GetString("log-level"))); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if e.v.GetString("log-format") == "text" {
+		return slog.New(slog.NewTextHandler(e.stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(e.stderr, opts))
+}
+
+func newServe(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Haldir server",
+		Long: `Run the Haldir API. With no database configured it uses an embedded SQLite
+store in --data-dir; DATABASE_URL selects PostgreSQL. Pending migrations are
+applied at start. SIGTERM or Ctrl-C shuts down gracefully.`,
+		Example: `  haldir serve
+  haldir serve --addr :9000 --data-dir /var/lib/haldir
+  DATABASE_URL=postgres://haldir:…@db/haldir haldir serve`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return e.serve(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.String("addr", ":8000", "listen address (env HALDIR_ADDR)")
+	f.String("admin-token", "", "operator token enabling POST /v1/tenants and /metrics (env HALDIR_ADMIN_TOKEN)")
+	f.Int("rate-limit", 0, "default per-key limit in requests a minute; 0 is off (env HALDIR_RATE_LIMIT)")
+	f.Int("pg-max-conns", 16, "Postgres pool size (env HALDIR_PG_MAX_CONNS)")
+	f.String("log-level", "info", "debug, info, warn or error (env HALDIR_LOG_LEVEL)")
+	f.String("log-format", "json", "json or text (env HALDIR_LOG_FORMAT)")
+	return cmd
+}
+
+func (e *env) serve(ctx context.Context) error {
+	cfg := e.config()
+	log := e.logger()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fail(ExitUsage, "cannot listen on %s: %v", cfg.Addr, err)
+	}
+	a, err := app.Open(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return fail(ExitCheckFailed, "cannot open the store: %v", err)
+	}
+	defer a.Close()
+	log.Info("haldir listening", "addr", ln.Addr().String(), "store", cfg.Backend(), "version", Version)
+	if !e.json {
+		fmt.Fprintf(e.stdout, "haldir %s listening on %s (store: %s)\n", Version, ln.Addr(), cfg.Backend())
+	}
+	if err := a.Serve(ctx, ln); err != nil {
+		return fail(ExitCheckFailed, "server stopped: %v", err)
+	}
+	log.Info("haldir stopped")
+	return nil
+}

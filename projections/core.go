@@ -1,0 +1,204 @@
+package projections
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/events"
+)
+
+// CoreGroup is the projection group behind the /v1 read API.
+var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}}}
+
+func decode[T any](e *events.Event) (T, error) {
+	var v T
+	if err := json.Unmarshal(e.Payload, &v); err != nil {
+		return v, fmt.Errorf("decode %s: %w", e.Type, err)
+	}
+	return v, nil
+}
+
+// Tenants projects tenant.created.
+type Tenants struct{}
+
+// Tables implements Handler.
+func (Tenants) Tables() []string { return []string{"tenants"} }
+
+// Apply implements Handler.
+func (Tenants) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
+	if e.Type != domain.TypeTenantCreated {
+		return nil
+	}
+	p, err := decode[domain.TenantCreated](e)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, "INSERT INTO {tenants} (tenant_id, name, created_at) VALUES (?, ?, ?)", p.TenantID, p.Name, e.RecordedAt.UnixNano())
+	return err
+}
+
+// Keys projects API keys: their hashes, scopes and revocation.
+type Keys struct{}
+
+// Tables implements Handler.
+func (Keys) Tables() []string { return []string{"api_keys"} }
+
+// Apply implements Handler.
+func (Keys) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
+	switch e.Type {
+	case domain.TypeKeyCreated:
+		p, err := decode[domain.KeyCreated](e)
+		if err != nil {
+			return err
+		}
+		scopes, _ := json.Marshal(p.Scopes)
+		_, err = tx.Exec(ctx, "INSERT INTO {api_keys} (prefix, tenant_id, name, scopes, key_hash, rate_limit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+			p.Prefix, e.Tenant, p.Name, string(scopes), p.KeyHash, p.RateLimit, e.RecordedAt.UnixNano())
+		return err
+	case domain.TypeKeyRevoked:
+		p, err := decode[domain.KeyRevoked](e)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "UPDATE {api_keys} SET revoked_at = ? WHERE prefix = ? AND tenant_id = ? AND revoked_at IS NULL",
+			e.RecordedAt.UnixNano(), p.Prefix, e.Tenant)
+		return err
+	}
+	return nil
+}
+
+// Sessions projects sessions with their spend.
+type Sessions struct{}
+
+// Tables implements Handler.
+func (Sessions) Tables() []string { return []string{"sessions"} }
+
+// Apply implements Handler.
+func (Sessions) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
+	var err error
+	switch e.Type {
+	case domain.TypeSessionCreated:
+		var p domain.SessionCreated
+		if p, err = decode[domain.SessionCreated](e); err != nil {
+			return err
+		}
+		scopes, _ := json.Marshal(p.Scopes)
+		_, err = tx.Exec(ctx, `INSERT INTO {sessions} (tenant_id, session_id, agent_id, scopes, spend_limit, spent, created_at, expires_at)
+VALUES (?, ?, ?, ?, ?, 0, ?, ?)`, e.Tenant, p.SessionID, p.AgentID, string(scopes), int64(p.SpendLimit), e.RecordedAt.UnixNano(), p.ExpiresAt.UnixNano())
+	case domain.TypeSessionRevoked:
+		var p domain.SessionRevoked
+		if p, err = decode[domain.SessionRevoked](e); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "UPDATE {sessions} SET revoked_at = ? WHERE tenant_id = ? AND session_id = ? AND revoked_at IS NULL",
+			e.RecordedAt.UnixNano(), e.Tenant, p.SessionID)
+	case domain.TypePaymentAuthorized:
+		var p domain.PaymentAuthorized
+		if p, err = decode[domain.PaymentAuthorized](e); err != nil {
+			return err
+		}
+		err = addSpend(ctx, tx, e.Tenant, p.SessionID, p.Amount)
+	case domain.TypeAuditLogged:
+		var p domain.AuditLogged
+		if p, err = decode[domain.AuditLogged](e); err != nil {
+			return err
+		}
+		err = addSpend(ctx, tx, e.Tenant, p.SessionID, p.CostUSD)
+	}
+	return err
+}
+
+func addSpend(ctx context.Context, tx *Tx, tenant, session string, m domain.Money) error {
+	if m == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, "UPDATE {sessions} SET spent = spent + ? WHERE tenant_id = ? AND session_id = ?", int64(m), tenant, session)
+	return err
+}
+
+// AuditEntry is how one ledger event appears in the audit trail.
+type AuditEntry struct {
+	SessionID, AgentID, Tool, Action string
+	Cost                             domain.Money
+	Flagged                          bool
+	FlagReason                       string
+	Details                          json.RawMessage
+}
+
+// Describe maps a ledger event to its audit-trail view: agent-reported
+// actions keep their tool and action; Haldir's own decisions appear as tool
+// "haldir" (or "payments") with the event type as the action.
+func Describe(e *events.Event) AuditEntry {
+	m := e.Meta()
+	a := AuditEntry{SessionID: m.SessionID, AgentID: m.AgentID, Tool: "haldir", Action: e.Type, Details: e.Payload}
+	switch e.Type {
+	case domain.TypeAuditLogged:
+		if p, err := decode[domain.AuditLogged](e); err == nil {
+			a.SessionID, a.AgentID, a.Tool, a.Action, a.Cost = p.SessionID, p.AgentID, p.Tool, p.Action, p.CostUSD
+			a.Flagged, a.FlagReason = p.Flagged, p.FlagReason
+			a.Details = p.Details
+		}
+	case domain.TypePaymentAuthorized:
+		if p, err := decode[domain.PaymentAuthorized](e); err == nil {
+			a.Tool, a.Action, a.Cost = "payments", "authorize", p.Amount
+		}
+	case domain.TypePaymentDenied:
+		if p, err := decode[domain.PaymentDenied](e); err == nil {
+			a.Tool, a.Action = "payments", "deny"
+			a.Flagged, a.FlagReason = true, string(p.Code)+": "+p.Reason
+		}
+	}
+	if len(a.Details) == 0 {
+		a.Details = json.RawMessage("{}")
+	}
+	return a
+}
+
+// AuditTrail projects every event of every tenant into a queryable trail.
+type AuditTrail struct{}
+
+// Tables implements Handler.
+func (AuditTrail) Tables() []string { return []string{"audit_entries"} }
+
+// Apply implements Handler.
+func (AuditTrail) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
+	if strings.HasPrefix(e.Tenant, "_") {
+		return nil // install-wide streams belong to no tenant's trail
+	}
+	a := Describe(e)
+	_, err := tx.Exec(ctx, `INSERT INTO {audit_entries} (tenant_id, seq, position, entry_id, type, session_id, agent_id, tool, action, cost,
+flagged, flag_reason, recorded_at, details, prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Tenant, e.Seq, e.Position, e.ID, e.Type, a.SessionID, a.AgentID, a.Tool, a.Action, int64(a.Cost),
+		boolInt(a.Flagged), a.FlagReason, e.RecordedAt.UnixNano(), string(a.Details), hex.EncodeToString(e.PrevHash[:]), hex.EncodeToString(e.Hash[:]))
+	return err
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Usage counts each tenant's governed actions and spend per calendar month
+// (UTC).
+type Usage struct{}
+
+// Tables implements Handler.
+func (Usage) Tables() []string { return []string{"usage_monthly"} }
+
+// Apply implements Handler.
+func (Usage) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
+	if !domain.CountsAsAction(e.Type) {
+		return nil
+	}
+	a := Describe(e)
+	_, err := tx.Exec(ctx, `INSERT INTO {usage_monthly} (tenant_id, month, action_count, spend) VALUES (?, ?, 1, ?)
+ON CONFLICT (tenant_id, month) DO UPDATE SET action_count = {usage_monthly}.action_count + 1, spend = {usage_monthly}.spend + excluded.spend`,
+		e.Tenant, e.RecordedAt.Format("2006-01"), int64(a.Cost))
+	return err
+}
