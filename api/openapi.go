@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+
+	"github.com/gorilla/mux"
 )
 
 var pathParam = regexp.MustCompile(`\{(\w+)\}`)
@@ -100,4 +102,22 @@ func operationID(method, path string) string {
 
 func (s *Server) openapi(c *call) (int, any, error) {
 	return http.StatusOK, s.openAPIDocument(), nil
+}
+
+// ServedRoutes walks the router (not the route table) and returns every
+// "METHOD path" it serves, so a test can hold the OpenAPI document to it.
+func (s *Server) ServedRoutes() []string {
+	var out []string
+	s.router.Walk(func(r *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		path, err := r.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		methods, _ := r.GetMethods()
+		for _, m := range methods {
+			out = append(out, m+" "+path)
+		}
+		return nil
+	})
+	return out
 }

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -217,7 +218,7 @@ func (s *LedgerSubscriber) run(ctx context.Context, out chan<- *message.Message)
 }
 
 func (s *LedgerSubscriber) report(err error) {
-	if s.OnError != nil && err != nil {
+	if s.OnError != nil && err != nil && !errors.Is(err, context.Canceled) {
 		s.OnError(err)
 	}
 }
