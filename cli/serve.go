@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -64,6 +67,7 @@ applied at start. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.Int("pg-max-conns", 16, "Postgres pool size (env HALDIR_PG_MAX_CONNS)")
 	f.String("log-level", "info", "debug, info, warn or error (env HALDIR_LOG_LEVEL)")
 	f.String("log-format", "json", "json or text (env HALDIR_LOG_FORMAT)")
+	f.String("debug-addr", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060; keep it private (env HALDIR_DEBUG_ADDR)")
 	return cmd
 }
 
@@ -80,6 +84,19 @@ func (e *env) serve(ctx context.Context) error {
 		return fail(ExitCheckFailed, "cannot open the store: %v", err)
 	}
 	defer a.Close()
+	if addr := e.v.GetString("debug-addr"); addr != "" {
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+			log.Info("pprof listening", "addr", addr)
+			if err := srv.ListenAndServe(); err != nil {
+				log.Warn("pprof listener stopped", "err", err)
+			}
+		}()
+	}
 	log.Info("haldir listening", "addr", ln.Addr().String(), "store", cfg.Backend(), "version", Version)
 	if !e.json {
 		fmt.Fprintf(e.stdout, "haldir %s listening on %s (store: %s)\n", Version, ln.Addr(), cfg.Backend())

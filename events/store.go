@@ -48,6 +48,12 @@ type Store interface {
 	// reader that has seen position p never later finds a new event below p.
 	ReadAll(ctx context.Context, after int64, limit int) ([]Event, error)
 
+	// Tail is ReadAll for consumers following the ledger: it may serve
+	// events this process committed from memory instead of reading them
+	// back. Readers that must see what is stored (verification) use
+	// ReadAll.
+	Tail(ctx context.Context, after int64, limit int) ([]Event, error)
+
 	// Head returns the last committed position, 0 for an empty ledger.
 	Head(ctx context.Context) (int64, error)
 

@@ -96,18 +96,9 @@ VALUES (?, ?, ?, ?, ?, 0, ?, ?)`, e.Tenant, p.SessionID, p.AgentID, string(scope
 		}
 		_, err = tx.Exec(ctx, "UPDATE {sessions} SET revoked_at = ? WHERE tenant_id = ? AND session_id = ? AND revoked_at IS NULL",
 			e.RecordedAt.UnixNano(), e.Tenant, p.SessionID)
-	case domain.TypePaymentAuthorized:
-		var p domain.PaymentAuthorized
-		if p, err = decode[domain.PaymentAuthorized](e); err != nil {
-			return err
-		}
-		err = addSpend(ctx, tx, e.Tenant, p.SessionID, p.Amount)
-	case domain.TypeAuditLogged:
-		var p domain.AuditLogged
-		if p, err = decode[domain.AuditLogged](e); err != nil {
-			return err
-		}
-		err = addSpend(ctx, tx, e.Tenant, p.SessionID, p.CostUSD)
+	case domain.TypePaymentAuthorized, domain.TypeAuditLogged:
+		a := tx.Describe(e)
+		err = addSpend(ctx, tx, e.Tenant, a.SessionID, a.Cost)
 	}
 	return err
 }
@@ -144,11 +135,11 @@ func Describe(e *events.Event) AuditEntry {
 		}
 	case domain.TypePaymentAuthorized:
 		if p, err := decode[domain.PaymentAuthorized](e); err == nil {
-			a.Tool, a.Action, a.Cost = "payments", "authorize", p.Amount
+			a.SessionID, a.AgentID, a.Tool, a.Action, a.Cost = p.SessionID, p.AgentID, "payments", "authorize", p.Amount
 		}
 	case domain.TypePaymentDenied:
 		if p, err := decode[domain.PaymentDenied](e); err == nil {
-			a.Tool, a.Action = "payments", "deny"
+			a.SessionID, a.AgentID, a.Tool, a.Action = p.SessionID, p.AgentID, "payments", "deny"
 			a.Flagged, a.FlagReason = true, string(p.Code)+": "+p.Reason
 		}
 	}
@@ -169,7 +160,7 @@ func (AuditTrail) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
 	if strings.HasPrefix(e.Tenant, "_") {
 		return nil // install-wide streams belong to no tenant's trail
 	}
-	a := Describe(e)
+	a := tx.Describe(e)
 	_, err := tx.Exec(ctx, `INSERT INTO {audit_entries} (tenant_id, seq, position, entry_id, type, session_id, agent_id, tool, action, cost,
 flagged, flag_reason, recorded_at, details, prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.Tenant, e.Seq, e.Position, e.ID, e.Type, a.SessionID, a.AgentID, a.Tool, a.Action, int64(a.Cost),
@@ -196,7 +187,7 @@ func (Usage) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
 	if !domain.CountsAsAction(e.Type) {
 		return nil
 	}
-	a := Describe(e)
+	a := tx.Describe(e)
 	_, err := tx.Exec(ctx, `INSERT INTO {usage_monthly} (tenant_id, month, action_count, spend) VALUES (?, ?, 1, ?)
 ON CONFLICT (tenant_id, month) DO UPDATE SET action_count = {usage_monthly}.action_count + 1, spend = {usage_monthly}.spend + excluded.spend`,
 		e.Tenant, e.RecordedAt.Format("2006-01"), int64(a.Cost))

@@ -213,13 +213,13 @@ func (r *runner) begin(ctx context.Context) error {
 		tx.Rollback()
 		return err
 	}
-	r.tx, r.ptx, r.applied, r.pending = tx, newTx(tx, r.db.Dialect, ""), pos, 0
+	r.tx, r.ptx, r.applied, r.pending = tx, newTx(tx, r.db, ""), pos, 0
 	return nil
 }
 
 func (r *runner) commit(ctx context.Context) error {
 	if r.pending > 0 {
-		if _, err := r.tx.ExecContext(ctx, r.db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"),
+		if _, err := r.db.ExecTx(ctx, r.tx, r.db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"),
 			r.applied, time.Now().UnixNano(), r.group.Name); err != nil {
 			r.rollback()
 			return fmt.Errorf("projections: move checkpoint: %w", err)
@@ -283,12 +283,17 @@ func watermillLogger(log *slog.Logger) watermill.LoggerAdapter {
 // scratch tables and the placeholders to the dialect's.
 type Tx struct {
 	tx      *sql.Tx
+	db      *sqldb.DB
 	dialect sqldb.Dialect
 	prefix  string
+	// described memoises Describe for the event being applied, so the
+	// handlers of a group decode its payload once.
+	describedAt int64
+	described   AuditEntry
 }
 
-func newTx(tx *sql.Tx, d sqldb.Dialect, prefix string) *Tx {
-	return &Tx{tx: tx, dialect: d, prefix: prefix}
+func newTx(tx *sql.Tx, db *sqldb.DB, prefix string) *Tx {
+	return &Tx{tx: tx, db: db, dialect: db.Dialect, prefix: prefix}
 }
 
 // Dialect returns the database dialect, for the rare query that differs.
@@ -296,12 +301,20 @@ func (t *Tx) Dialect() sqldb.Dialect { return t.dialect }
 
 // Exec runs a statement.
 func (t *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, t.rewrite(q), args...)
+	return t.db.ExecTx(ctx, t.tx, t.rewrite(q), args...)
 }
 
 // QueryRow runs a query returning at most one row.
 func (t *Tx) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, t.rewrite(q), args...)
+	return t.db.QueryRowTx(ctx, t.tx, t.rewrite(q), args...)
+}
+
+// Describe returns Describe(e), decoding e's payload only once per event.
+func (t *Tx) Describe(e *events.Event) AuditEntry {
+	if t.describedAt != e.Position || e.Position == 0 {
+		t.described, t.describedAt = Describe(e), e.Position
+	}
+	return t.described
 }
 
 var rewritten sync.Map // "prefix|dialect|query" -> string

@@ -52,7 +52,7 @@ func Rebuild(ctx context.Context, db *sqldb.DB, store events.Store, g Group, pro
 		return 0, err
 	}
 	// Catch up with whatever was appended during the replay.
-	ptx := newTx(tx, db.Dialect, rebuildPrefix)
+	ptx := newTx(tx, db, rebuildPrefix)
 	for {
 		page, err := store.ReadAll(ctx, pos, replayPage)
 		if err != nil {
@@ -163,7 +163,7 @@ func replay(ctx context.Context, db *sqldb.DB, store events.Store, g Group, pref
 		if err != nil {
 			return pos, err
 		}
-		ptx := newTx(tx, db.Dialect, prefix)
+		ptx := newTx(tx, db, prefix)
 		for i := range page {
 			if err := applyAll(ctx, g, ptx, &page[i]); err != nil {
 				tx.Rollback()

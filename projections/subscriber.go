@@ -152,7 +152,7 @@ func (s *LedgerSubscriber) run(ctx context.Context, out chan<- *message.Message)
 	for ctx.Err() == nil {
 		if len(batch) == 0 {
 			wake := s.Store.Appended()
-			batch, err = s.Store.ReadAll(ctx, after, page)
+			batch, err = s.Store.Tail(ctx, after, page)
 			if err != nil {
 				s.report(err)
 				backoff()
@@ -175,7 +175,7 @@ func (s *LedgerSubscriber) run(ctx context.Context, out chan<- *message.Message)
 			if i == len(batch)-1 {
 				// Look ahead so the consumer learns whether this is the
 				// last event for now.
-				next, err = s.Store.ReadAll(ctx, batch[i].Position, page)
+				next, err = s.Store.Tail(ctx, batch[i].Position, page)
 				if err != nil {
 					s.report(err)
 					next = nil

@@ -38,6 +38,8 @@ type DB struct {
 	Read    *sql.DB
 	// Path is the SQLite database file, empty for Postgres.
 	Path string
+	// Stmts caches statements prepared on Write; nil for Postgres.
+	Stmts *StmtCache
 }
 
 // DatabaseFile is the SQLite file name inside the data directory.
@@ -76,7 +78,7 @@ func OpenSQLite(dir string) (*DB, error) {
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(0)
-	return &DB{Dialect: SQLite, Write: w, Read: r, Path: path}, nil
+	return &DB{Dialect: SQLite, Write: w, Read: r, Path: path, Stmts: NewStmtCache(w)}, nil
 }
 
 // OpenPostgres connects to the database at url (postgres://…) with a pool of
@@ -112,11 +114,35 @@ func redact(err error, url string) error {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	if db.Stmts != nil {
+		db.Stmts.Close()
+	}
 	err := db.Write.Close()
 	if db.Read != db.Write {
 		err = errors.Join(err, db.Read.Close())
 	}
 	return err
+}
+
+// ExecTx runs query in tx, through the statement cache when there is one.
+func (db *DB) ExecTx(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if db.Stmts != nil {
+		if s := db.Stmts.lookup(query); s != nil {
+			return tx.StmtContext(ctx, s).ExecContext(ctx, args...)
+		}
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+// QueryRowTx runs a single-row query in tx, through the statement cache
+// when there is one.
+func (db *DB) QueryRowTx(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if db.Stmts != nil {
+		if s := db.Stmts.lookup(query); s != nil {
+			return tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
+		}
+	}
+	return tx.QueryRowContext(ctx, query, args...)
 }
 
 // Ping checks that the database answers a query.

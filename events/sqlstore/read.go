@@ -31,6 +31,15 @@ func (s *Store) ReadTenant(ctx context.Context, tenant string, after int64, limi
 	return scanEvents(rows)
 }
 
+// Tail implements events.Store: events this process committed recently are
+// served from memory, everything else is read from the database.
+func (s *Store) Tail(ctx context.Context, after int64, limit int) ([]events.Event, error) {
+	if evs := s.recent(after, limit); evs != nil {
+		return evs, nil
+	}
+	return s.ReadAll(ctx, after, limit)
+}
+
 // ReadAll implements events.Store.
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]events.Event, error) {
 	rows, err := s.db.Read.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE position > ? ORDER BY position LIMIT ?"), after, limit)

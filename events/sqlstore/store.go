@@ -16,6 +16,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,7 @@ const ledgerLock = 7368200
 const (
 	maxBatchEvents = 1024 // events per transaction
 	maxCachedKeys  = 200_000
+	ringSize       = 8192 // recently committed events kept for tailing readers
 )
 
 // Store is a SQL ledger. Create it with Open; it is safe for concurrent use.
@@ -48,6 +50,13 @@ type Store struct {
 	wake   chan struct{}
 
 	head atomic.Int64 // last committed position known to this process
+
+	// ring holds the events this process committed most recently, in
+	// position order, so that a tailing reader in the same process need
+	// not read back what was just written. Positions in it may jump where
+	// another process appended in between.
+	ringMu sync.RWMutex
+	ring   []events.Event
 
 	// Writer-goroutine state; no locking needed.
 	lastPos    int64 // the position the caches below are valid for; -1 = unknown
@@ -306,7 +315,7 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 		s.tenantHead[k] = v
 	}
 	s.lastPos = p.pos
-	// Results point into p.rows only through copies made in plan.
+	s.remember(p.rows)
 	return results, p.pos, nil
 }
 
@@ -548,4 +557,37 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
+}
+
+// remember adds committed rows to the ring of recent events.
+func (s *Store) remember(rows []events.Event) {
+	if len(rows) == 0 {
+		return
+	}
+	s.ringMu.Lock()
+	defer s.ringMu.Unlock()
+	s.ring = append(s.ring, rows...)
+	if over := len(s.ring) - ringSize; over > 0 {
+		s.ring = append(s.ring[:0:0], s.ring[over:]...)
+	}
+}
+
+// recent returns up to limit events with consecutive positions starting at
+// after+1 from the ring, or nil when the ring does not hold after+1.
+func (s *Store) recent(after int64, limit int) []events.Event {
+	s.ringMu.RLock()
+	defer s.ringMu.RUnlock()
+	n := len(s.ring)
+	if n == 0 || after+1 < s.ring[0].Position || after+1 > s.ring[n-1].Position {
+		return nil
+	}
+	i := sort.Search(n, func(i int) bool { return s.ring[i].Position >= after+1 })
+	if i == n || s.ring[i].Position != after+1 {
+		return nil
+	}
+	j := i + 1
+	for j < n && j-i < limit && s.ring[j].Position == s.ring[j-1].Position+1 {
+		j++
+	}
+	return append([]events.Event(nil), s.ring[i:j]...)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/haldir-dev/haldir/events"
 )
@@ -133,6 +134,16 @@ func testAppendAndRead(t *testing.T, h Harness) {
 	}
 	if diff := cmp.Diff(all[1:3], page); diff != "" {
 		t.Errorf("ReadAll(1, 2) mismatch (-want +got):\n%s", diff)
+	}
+	for after := int64(0); after <= 4; after++ {
+		tail, err := s.Tail(ctx, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := all[after:min(after+2, 4)]
+		if diff := cmp.Diff(want, tail, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("Tail(%d, 2) mismatch (-want +got):\n%s", after, diff)
+		}
 	}
 	stream, err := s.ReadStream(ctx, "t_a", "s/1", 0)
 	if err != nil {

@@ -1,0 +1,322 @@
+// Command bench measures Haldir's HTTP throughput and latency the way the
+// product readme reports them: keep-alive connections, 32 concurrent
+// clients, one endpoint at a time, and only correct answers counted (a 429,
+// a 4xx or a 5xx is a failure, never a success).
+//
+// By default it builds and starts `haldir serve` in a separate process on a
+// fresh embedded store (or on Postgres with -database-url), so the server
+// and the load generator share the machine but not a heap:
+//
+//	go run ./bench                         # embedded SQLite
+//	go run ./bench -database-url postgres://…
+//	go run ./bench -url http://host:8000 -key hld_…   # an already running server
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+type options struct {
+	url, key, databaseURL, only string
+	duration, warmup             time.Duration
+	concurrency                  int
+	jsonOut                      bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.url, "url", "", "benchmark a running server instead of starting one")
+	flag.StringVar(&o.key, "key", "", "API key for -url (default: bootstrap a fresh install)")
+	flag.StringVar(&o.databaseURL, "database-url", "", "start the server on this Postgres database instead of SQLite")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measurement time per endpoint")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up time per endpoint")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent keep-alive clients")
+	flag.StringVar(&o.only, "only", "", "run only endpoints whose name contains this")
+	flag.BoolVar(&o.jsonOut, "json", false, "print results as JSON")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	base, key := o.url, o.key
+	if base == "" {
+		srv, err := startServer(o.databaseURL)
+		if err != nil {
+			return err
+		}
+		defer srv.stop()
+		base = srv.url
+	}
+	c := newClient(o.concurrency)
+	if key == "" {
+		var r struct{ Key string }
+		if st, err := c.call("POST", base+"/v1/keys", "", `{"name":"bench"}`, &r); err != nil || st != 201 {
+			return fmt.Errorf("bootstrap a key (is the server's store fresh? pass -key otherwise): status %d, %v", st, err)
+		}
+		key = r.Key
+	}
+	// One session per client for reads, payments and audit, each with a
+	// cap large enough never to run out; plus one shared session.
+	sessions := make([]string, o.concurrency)
+	for i := range sessions {
+		var r struct {
+			SessionID string `json:"session_id"`
+		}
+		body := fmt.Sprintf(`{"agent_id":"bench-%d","scopes":["read","write"],"spend_limit":1000000,"ttl":86400}`, i)
+		if st, err := c.call("POST", base+"/v1/sessions", key, body, &r); err != nil || st != 201 {
+			return fmt.Errorf("create session: status %d, %v", st, err)
+		}
+		sessions[i] = r.SessionID
+	}
+	endpoints := []endpoint{
+		{name: "GET /healthz", method: "GET", path: func(int, int) string { return "/healthz" }, want: 200},
+		{name: "GET /v1/status", method: "GET", path: func(int, int) string { return "/v1/status" }, want: 200},
+		{name: "GET /v1/sessions/:id", method: "GET", auth: true, want: 200,
+			path: func(w, _ int) string { return "/v1/sessions/" + sessions[w] }},
+		{name: "POST /v1/sessions", method: "POST", auth: true, want: 201, path: func(int, int) string { return "/v1/sessions" },
+			body: func(w, i int) string { return fmt.Sprintf(`{"agent_id":"bench-new-%d-%d","scopes":["read"],"ttl":600}`, w, i) }},
+		{name: "POST /v1/audit", method: "POST", auth: true, want: 201, path: func(int, int) string { return "/v1/audit" },
+			body: func(w, i int) string {
+				return fmt.Sprintf(`{"session_id":%q,"tool":"search","action":"query-%d","details":{"q":"haldir"}}`, sessions[w], i)
+			}},
+		{name: "POST /v1/payments/authorize", method: "POST", auth: true, want: 200, path: func(int, int) string { return "/v1/payments/authorize" },
+			body: func(w, i int) string { return fmt.Sprintf(`{"session_id":%q,"amount":0.01,"description":"bench"}`, sessions[w]) }},
+		{name: "POST /v1/payments/authorize (1 shared session)", method: "POST", auth: true, want: 200, path: func(int, int) string { return "/v1/payments/authorize" },
+			body: func(w, i int) string { return fmt.Sprintf(`{"session_id":%q,"amount":0.01}`, sessions[0]) }},
+	}
+	var results []result
+	for _, ep := range endpoints {
+		if o.only != "" && !strings.Contains(ep.name, o.only) {
+			continue
+		}
+		ep.run(c, base, key, o.concurrency, o.warmup, nil)
+		r := ep.run(c, base, key, o.concurrency, o.duration, &result{})
+		results = append(results, *r)
+		if !o.jsonOut {
+			fmt.Fprintf(os.Stderr, "%-48s %8.0f rps  (%d ok, %d failed)\n", r.Name, r.RPS, r.OK, r.Failed)
+		}
+	}
+	if o.jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"concurrency": o.concurrency, "duration_s": o.duration.Seconds(), "cpus": runtime.NumCPU(), "results": results})
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "Endpoint\tRPS\tp50\tp95\tp99\tfailed\t\n")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t\n", r.Name, r.RPS, ms(r.P50), ms(r.P95), ms(r.P99), r.Failed)
+	}
+	tw.Flush()
+	fmt.Printf("\n%d clients, keep-alive, %s per endpoint, %d CPUs; only correct responses counted.\n", o.concurrency, o.duration, runtime.NumCPU())
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+type endpoint struct {
+	name, method string
+	auth         bool
+	want         int
+	path         func(worker, i int) string
+	body         func(worker, i int) string
+}
+
+type result struct {
+	Name          string        `json:"endpoint"`
+	OK            int64         `json:"ok"`
+	Failed        int64         `json:"failed"`
+	RPS           float64       `json:"rps"`
+	P50, P95, P99 time.Duration `json:"-"`
+	P50ms         float64       `json:"p50_ms"`
+	P95ms         float64       `json:"p95_ms"`
+	P99ms         float64       `json:"p99_ms"`
+	FirstFailure  string        `json:"first_failure,omitempty"`
+}
+
+// run drives the endpoint from n clients for d; with res nil it only warms
+// up.
+func (ep endpoint) run(c *client, base, key string, n int, d time.Duration, res *result) *result {
+	var ok, failed atomic.Int64
+	var firstFailure atomic.Value
+	lat := make([][]time.Duration, n)
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := ""
+			if ep.auth {
+				k = key
+			}
+			for i := 0; time.Now().Before(deadline); i++ {
+				body := ""
+				if ep.body != nil {
+					body = ep.body(w, i)
+				}
+				t0 := time.Now()
+				st, err := c.call(ep.method, base+ep.path(w, i), k, body, nil)
+				el := time.Since(t0)
+				if err != nil || st != ep.want {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("status %d, %v", st, err))
+					continue
+				}
+				ok.Add(1)
+				lat[w] = append(lat[w], el)
+			}
+		}()
+	}
+	wg.Wait()
+	if res == nil {
+		return nil
+	}
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(p float64) time.Duration {
+		if len(all) == 0 {
+			return 0
+		}
+		return all[min(len(all)-1, int(p*float64(len(all))))]
+	}
+	*res = result{Name: ep.name, OK: ok.Load(), Failed: failed.Load(), RPS: float64(ok.Load()) / elapsed.Seconds(),
+		P50: pct(0.50), P95: pct(0.95), P99: pct(0.99)}
+	res.P50ms, res.P95ms, res.P99ms = float64(res.P50.Microseconds())/1000, float64(res.P95.Microseconds())/1000, float64(res.P99.Microseconds())/1000
+	if f, _ := firstFailure.Load().(string); f != "" {
+		res.FirstFailure = f
+	}
+	return res
+}
+
+type client struct{ http *http.Client }
+
+func newClient(n int) *client {
+	t := &http.Transport{MaxIdleConns: n * 2, MaxIdleConnsPerHost: n * 2, IdleConnTimeout: time.Minute, DisableCompression: true}
+	return &client{http: &http.Client{Transport: t, Timeout: 30 * time.Second}}
+}
+
+// call sends one request and reads the whole response (so the connection is
+// reused); it decodes the body into out when out is non-nil.
+func (c *client) call(method, url, key, body string, out any) (int, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return 0, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp.StatusCode, err
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+type server struct {
+	url  string
+	cmd  *exec.Cmd
+	dir  string
+	logs *bytes.Buffer
+}
+
+// startServer builds haldir and serves a fresh store on a free port.
+func startServer(databaseURL string) (*server, error) {
+	dir, err := os.MkdirTemp("", "haldir-bench-")
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(dir, "haldir")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/haldir")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("build haldir (run bench from the repository root): %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := &server{url: "http://" + addr, dir: dir, logs: &bytes.Buffer{}}
+	s.cmd = exec.Command(bin, "serve", "--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
+	s.cmd.Env = os.Environ()
+	if databaseURL != "" {
+		s.cmd.Env = append(s.cmd.Env, "DATABASE_URL="+databaseURL)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = io.Discard, s.logs
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		resp, err := http.Get(s.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			s.stop()
+			return nil, errors.New("the server did not become ready: " + s.logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+	}
+	os.RemoveAll(s.dir)
+}
