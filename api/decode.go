@@ -108,6 +108,9 @@ func (o *object) str(name string, required bool, max int) string {
 	return s
 }
 
+// jsonString decodes a raw JSON string.
+func jsonString(raw json.RawMessage, out *string) error { return json.Unmarshal(raw, out) }
+
 // strList returns a list of strings; present is false when the field is
 // absent or null.
 func (o *object) strList(name string, maxItems, maxLen int) (list []string, present bool) {

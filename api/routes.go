@@ -29,6 +29,12 @@ func (s *Server) routeTable() []route {
 		{method: del, path: "/v1/sessions/{id}", need: need(domain.Sessions, domain.Write), summary: "Revoke a session", handle: s.revokeSession},
 		{method: post, path: "/v1/sessions/{id}/check", need: need(domain.Sessions, domain.Read), summary: "Check a session scope", handle: s.checkSession},
 
+		{method: post, path: "/v1/secrets", need: need(domain.Vault, domain.Write), summary: "Store a secret (a new version)", handle: s.storeSecret},
+		{method: get, path: "/v1/secrets", need: need(domain.Vault, domain.Read), summary: "List secret names", handle: s.listSecrets},
+		{method: get, path: "/v1/secrets/{name}", need: need(domain.Vault, domain.Read), summary: "Read a secret with a session holding its scope", handle: s.getSecret,
+			onForbidden: s.recordSecretRefusal},
+		{method: del, path: "/v1/secrets/{name}", need: need(domain.Vault, domain.Write), summary: "Delete a secret (crypto-shred)", handle: s.deleteSecret},
+
 		{method: post, path: "/v1/payments/authorize", need: need(domain.Payments, domain.Write), summary: "Authorize spend against a session cap", handle: s.authorizePayment},
 
 		{method: post, path: "/v1/audit", need: need(domain.Audit, domain.Write), summary: "Log an agent action", handle: s.logAction},

@@ -98,6 +98,9 @@ type route struct {
 	// secretResponse marks responses holding a secret shown once: an
 	// idempotent replay cannot repeat them.
 	secretResponse bool
+	// onForbidden, when set, is told about a key-scope refusal before it
+	// is answered (secret reads record every refusal in the ledger).
+	onForbidden func(*call, *domain.Error) error
 }
 
 // call is one request on its way through the pipeline.
@@ -278,9 +281,16 @@ func (s *Server) prepare(c *call) error {
 		}
 	}
 	if c.key != nil && !c.key.Scopes.Allows(c.route.need) {
-		return &domain.Error{Code: domain.CodeInsufficientScope,
+		refusal := &domain.Error{Code: domain.CodeInsufficientScope,
 			Message: fmt.Sprintf("this key lacks the %s scope that %s %s requires", c.route.need, c.route.method, c.route.path),
 			Extra:   map[string]any{"required": c.route.need.String(), "granted": []string(c.key.Scopes)}}
+		if c.route.onForbidden != nil {
+			c.actor = commands.Actor{Tenant: c.tenant, KeyPrefix: c.key.Prefix, RequestID: c.requestID, Route: c.route.method + " " + c.route.path}
+			if err := c.route.onForbidden(c, refusal); err != nil {
+				return err // the refusal could not be recorded: fail closed
+			}
+		}
+		return refusal
 	}
 	if c.key != nil {
 		if err := s.rateLimit(c); err != nil {

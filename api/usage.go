@@ -51,6 +51,10 @@ func (s *Server) overview(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	v, err := s.deps.Queries.Vault(c.ctx, c.tenant, now.Format("2006-01"))
+	if err != nil {
+		return 0, nil, err
+	}
 	overall, _, _, _ := s.componentStatus(c.ctx)
 	return http.StatusOK, map[string]any{
 		"tenant_id":    c.tenant,
@@ -61,5 +65,6 @@ func (s *Server) overview(c *call) (int, any, error) {
 		"sessions":     map[string]any{"active": counts.SessionsActive, "total": counts.SessionsTotal, "active_agents": counts.ActiveAgents},
 		"audit":        map[string]any{"entries": counts.AuditEntries, "flagged_7d": counts.Flagged7d},
 		"keys":         map[string]any{"active": counts.Keys},
+		"vault":        map[string]any{"secrets": v.Secrets, "accesses_this_month": v.Accesses, "denials_this_month": v.Denials},
 	}, nil
 }

@@ -10,16 +10,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/haldir-dev/haldir/api"
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/idempotency"
+	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/migrations"
 	"github.com/haldir-dev/haldir/projections"
 	"github.com/haldir-dev/haldir/ratelimit"
 	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/vault"
 )
 
 // Config is Haldir's configuration, read once (by package cli) and passed
@@ -37,7 +41,10 @@ type Config struct {
 	AdminToken string
 	// RateLimitPerMinute is the default per-key limit; 0 is off.
 	RateLimitPerMinute int
-	Version            string
+	// EncryptionKey is HALDIR_ENCRYPTION_KEY, the vault's master key. The
+	// embedded store generates one into DataDir when it is empty.
+	EncryptionKey string
+	Version       string
 }
 
 // Secret config values never print.
@@ -48,8 +55,8 @@ func (c Config) String() string {
 		}
 		return "(set)"
 	}
-	return fmt.Sprintf("Config{Addr:%q DataDir:%q DatabaseURL:%s PGMaxConns:%d AdminToken:%s RateLimitPerMinute:%d}",
-		c.Addr, c.DataDir, redact(c.DatabaseURL), c.PGMaxConns, redact(c.AdminToken), c.RateLimitPerMinute)
+	return fmt.Sprintf("Config{Addr:%q DataDir:%q DatabaseURL:%s PGMaxConns:%d AdminToken:%s RateLimitPerMinute:%d EncryptionKey:%s}",
+		c.Addr, c.DataDir, redact(c.DatabaseURL), c.PGMaxConns, redact(c.AdminToken), c.RateLimitPerMinute, redact(c.EncryptionKey))
 }
 
 // Backend names the store in use, for messages.
@@ -89,6 +96,7 @@ type App struct {
 	Commands  *commands.Service
 	Queries   *projections.Queries
 	API       *api.Server
+	Keys      *keystore.Store
 
 	stop chan struct{}
 	done chan struct{}
@@ -116,8 +124,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}
 	}()
 	<-a.Projector.Running()
-	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{})
 	a.Queries = projections.NewQueries(db)
+	v, err := openVault(ctx, cfg, db, a.Queries, log)
+	if err != nil {
+		a.Projector.Close()
+		a.Store.Close()
+		db.Close()
+		return nil, err
+	}
+	a.Keys = v.Keys
+	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v})
 	var limiter ratelimit.Limiter = ratelimit.NewMemory()
 	if db.Dialect == sqldb.Postgres {
 		limiter = ratelimit.NewSQL(db) // replicas share counters
@@ -151,6 +167,11 @@ func (a *App) housekeeping(idem *idempotency.Store, limiter ratelimit.Limiter) {
 				a.Log.Warn("expiring idempotency keys failed", "err", err)
 			} else if n > 0 {
 				a.Log.Debug("expired idempotency keys", "count", n)
+			}
+			if n, err := a.Keys.SweepOrphans(ctx, time.Now().Add(-time.Hour)); err != nil {
+				a.Log.Warn("sweeping orphaned data keys failed", "err", err)
+			} else if n > 0 {
+				a.Log.Info("destroyed data keys that no secret names", "count", n)
 			}
 			if l, ok := limiter.(*ratelimit.SQL); ok {
 				if err := l.Expire(ctx, time.Now().Add(-2*time.Hour)); err != nil {
@@ -199,4 +220,42 @@ func (a *App) Close() error {
 	err := a.Projector.Close()
 	err = errors.Join(err, a.Store.Close())
 	return errors.Join(err, a.DB.Close())
+}
+
+// openVault loads the master key and the keyring. A wrong key is refused
+// here, at start, with a clear message, never at the first read.
+func openVault(ctx context.Context, cfg Config, db *sqldb.DB, q *projections.Queries, log *slog.Logger) (*commands.Vault, error) {
+	dataDir := cfg.DataDir
+	if cfg.DatabaseURL != "" {
+		dataDir = ""
+	}
+	master, generated, err := keystore.LoadMasterKey(cfg.EncryptionKey, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if generated {
+		log.Warn("generated a new vault encryption key; back it up, secrets cannot be read without it",
+			"file", filepath.Join(dataDir, keystore.MasterKeyFile))
+	}
+	keys := keystore.New(db)
+	ring, err := keys.LoadKeyring(ctx, master)
+	if err != nil {
+		return nil, err
+	}
+	var current atomic.Pointer[vault.Keyring]
+	current.Store(ring)
+	return &commands.Vault{
+		Keys: keys,
+		Keyring: func(ctx context.Context, reload bool) (*vault.Keyring, error) {
+			if reload {
+				r, err := keys.LoadKeyring(ctx, master)
+				if err != nil {
+					return nil, err
+				}
+				current.Store(r)
+			}
+			return current.Load(), nil
+		},
+		Session: q.Session,
+	}, nil
 }

@@ -109,6 +109,8 @@ Every command takes --json for scripts. Exit codes: 0 ok, 1 a check failed,
 		newProjections(e),
 		newReplay(e),
 		newTenants(e),
+		newVault(e),
+		newInit(e),
 		newVersion(e),
 	)
 	return root

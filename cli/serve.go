@@ -27,6 +27,7 @@ func (e *env) config() app.Config {
 		PGMaxConns:         v.GetInt("pg-max-conns"),
 		AdminToken:         v.GetString("admin-token"),
 		RateLimitPerMinute: v.GetInt("rate-limit"),
+		EncryptionKey:      v.GetString("encryption-key"),
 		Version:            Version,
 	}
 }

@@ -79,6 +79,7 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sessions *sessionRepo
+	vault    *Vault
 	// settleTimeout bounds the wait for projections after a command.
 	settleTimeout time.Duration
 }
@@ -89,6 +90,8 @@ type Options struct {
 	Now func() time.Time
 	// MaxCachedSessions bounds the session aggregate cache (default 100,000).
 	MaxCachedSessions int
+	// Vault enables the secret commands; nil leaves them unavailable.
+	Vault *Vault
 }
 
 // New returns a Service appending to store and waiting on waiter.
@@ -102,7 +105,7 @@ func New(store events.Store, waiter Waiter, log *slog.Logger, opts Options) *Ser
 	if opts.MaxCachedSessions == 0 {
 		opts.MaxCachedSessions = 100_000
 	}
-	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: 5 * time.Second}
+	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: 5 * time.Second, vault: opts.Vault}
 	s.sessions = newSessionRepo(store, opts.MaxCachedSessions)
 	return s
 }

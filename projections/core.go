@@ -12,7 +12,7 @@ import (
 )
 
 // CoreGroup is the projection group behind the /v1 read API.
-var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}}}
+var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}, Secrets{}}}
 
 func decode[T any](e *events.Event) (T, error) {
 	var v T
@@ -137,6 +137,22 @@ func Describe(e *events.Event) AuditEntry {
 		if p, err := decode[domain.PaymentAuthorized](e); err == nil {
 			a.SessionID, a.AgentID, a.Tool, a.Action, a.Cost = p.SessionID, p.AgentID, "payments", "authorize", p.Amount
 		}
+	case domain.TypeSecretStored:
+		// The audit trail names the secret and its version, never the
+		// ciphertext (and never, anywhere, the value).
+		if p, err := decode[domain.SecretStored](e); err == nil {
+			a.Tool, a.Action = "vault", "store"
+			a.Details, _ = json.Marshal(map[string]any{"name": p.Name, "version": p.Version, "scope_required": p.ScopeRequired})
+		}
+	case domain.TypeSecretAccessDenied:
+		if p, err := decode[domain.SecretAccessDenied](e); err == nil {
+			a.Tool, a.Action = "vault", "read_denied"
+			a.Flagged, a.FlagReason = true, string(p.Code)+": "+p.Reason
+		}
+	case domain.TypeSecretAccessed:
+		a.Tool, a.Action = "vault", "read"
+	case domain.TypeSecretDeleted:
+		a.Tool, a.Action = "vault", "delete"
 	case domain.TypePaymentDenied:
 		if p, err := decode[domain.PaymentDenied](e); err == nil {
 			a.SessionID, a.AgentID, a.Tool, a.Action = p.SessionID, p.AgentID, "payments", "deny"

@@ -349,3 +349,39 @@ COUNT(DISTINCT CASE WHEN revoked_at IS NULL AND expires_at > ? THEN agent_id END
 	}
 	return c, rows.Err()
 }
+
+// SecretNames returns the tenant's secret names, sorted.
+func (q *Queries) SecretNames(ctx context.Context, tenant string) ([]string, error) {
+	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT name FROM secrets WHERE tenant_id = ? ORDER BY name"), tenant)
+	if err != nil {
+		return nil, fmt.Errorf("projections: list secrets: %w", err)
+	}
+	defer rows.Close()
+	names := []string{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	return names, rows.Err()
+}
+
+// VaultCounts are a tenant's secret count and this month's reads.
+type VaultCounts struct {
+	Secrets, Accesses, Denials int64
+}
+
+// Vault returns the tenant's vault counts for month ("2006-01").
+func (q *Queries) Vault(ctx context.Context, tenant, month string) (VaultCounts, error) {
+	var v VaultCounts
+	if err := q.row(ctx, "SELECT COUNT(*) FROM secrets WHERE tenant_id = ?", tenant).Scan(&v.Secrets); err != nil {
+		return v, err
+	}
+	err := q.row(ctx, "SELECT accesses, denials FROM secret_access_counts WHERE tenant_id = ? AND month = ?", tenant, month).Scan(&v.Accesses, &v.Denials)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = nil
+	}
+	return v, err
+}

@@ -52,6 +52,11 @@ func OpenSQLite(dir string) (*DB, error) {
 		return nil, fmt.Errorf("sqldb: create data directory: %w", err)
 	}
 	path := filepath.Join(dir, DatabaseFile)
+	// Create the file owner-only before SQLite does (it would use 0644);
+	// the WAL and shared-memory files inherit its mode.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
 	dsn := func(extra string) string {
 		return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
 			"&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_pragma=mmap_size(268435456)" + extra

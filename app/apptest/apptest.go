@@ -20,6 +20,7 @@ import (
 
 	"github.com/haldir-dev/haldir/app"
 	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/vault"
 )
 
 // AdminToken is the operator token every test server accepts.
@@ -41,6 +42,8 @@ var Backends = []string{"sqlite", "postgres"}
 // Option adjusts the server's configuration before it starts.
 type Option func(*app.Config)
 
+
+
 // Start runs a server on backend ("sqlite" or "postgres") until the test
 // ends.
 func Start(t testing.TB, backend string, opts ...Option) *Server {
@@ -52,6 +55,7 @@ func Start(t testing.TB, backend string, opts ...Option) *Server {
 	case "postgres":
 		cfg.DatabaseURL = sqltest.NewPostgresDatabase(t)
 		cfg.PGMaxConns = 12
+		cfg.EncryptionKey = vault.GenerateMasterKey()
 	default:
 		t.Fatalf("apptest: unknown backend %q", backend)
 	}
@@ -69,7 +73,12 @@ func StartConfig(t testing.TB, backend string, cfg app.Config) *Server {
 	if os.Getenv("HALDIR_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	return StartLogged(t, backend, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})))
+}
+
+// StartLogged runs a server that logs to log.
+func StartLogged(t testing.TB, backend string, cfg app.Config, log *slog.Logger) *Server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.Open(ctx, cfg, log)
 	if err != nil {
