@@ -36,9 +36,9 @@ import (
 
 type options struct {
 	url, key, databaseURL, only string
-	duration, warmup             time.Duration
-	concurrency                  int
-	jsonOut                      bool
+	duration, warmup            time.Duration
+	concurrency                 int
+	jsonOut                     bool
 }
 
 func main() {
@@ -95,13 +95,17 @@ func run(o options) error {
 		{name: "GET /v1/sessions/:id", method: "GET", auth: true, want: 200,
 			path: func(w, _ int) string { return "/v1/sessions/" + sessions[w] }},
 		{name: "POST /v1/sessions", method: "POST", auth: true, want: 201, path: func(int, int) string { return "/v1/sessions" },
-			body: func(w, i int) string { return fmt.Sprintf(`{"agent_id":"bench-new-%d-%d","scopes":["read"],"ttl":600}`, w, i) }},
+			body: func(w, i int) string {
+				return fmt.Sprintf(`{"agent_id":"bench-new-%d-%d","scopes":["read"],"ttl":600}`, w, i)
+			}},
 		{name: "POST /v1/audit", method: "POST", auth: true, want: 201, path: func(int, int) string { return "/v1/audit" },
 			body: func(w, i int) string {
 				return fmt.Sprintf(`{"session_id":%q,"tool":"search","action":"query-%d","details":{"q":"haldir"}}`, sessions[w], i)
 			}},
 		{name: "POST /v1/payments/authorize", method: "POST", auth: true, want: 200, path: func(int, int) string { return "/v1/payments/authorize" },
-			body: func(w, i int) string { return fmt.Sprintf(`{"session_id":%q,"amount":0.01,"description":"bench"}`, sessions[w]) }},
+			body: func(w, i int) string {
+				return fmt.Sprintf(`{"session_id":%q,"amount":0.01,"description":"bench"}`, sessions[w])
+			}},
 		{name: "POST /v1/payments/authorize (1 shared session)", method: "POST", auth: true, want: 200, path: func(int, int) string { return "/v1/payments/authorize" },
 			body: func(w, i int) string { return fmt.Sprintf(`{"session_id":%q,"amount":0.01}`, sessions[0]) }},
 	}

@@ -42,8 +42,6 @@ var Backends = []string{"sqlite", "postgres"}
 // Option adjusts the server's configuration before it starts.
 type Option func(*app.Config)
 
-
-
 // Start runs a server on backend ("sqlite" or "postgres") until the test
 // ends.
 func Start(t testing.TB, backend string, opts ...Option) *Server {
