@@ -35,6 +35,14 @@ func (s *Server) routeTable() []route {
 			onForbidden: s.recordSecretRefusal},
 		{method: del, path: "/v1/secrets/{name}", need: need(domain.Vault, domain.Write), summary: "Delete a secret (crypto-shred)", handle: s.deleteSecret},
 
+		{method: post, path: "/v1/approvals/rules", need: need(domain.Approvals, domain.Write), summary: "Add an approval rule", handle: s.addApprovalRule},
+		{method: get, path: "/v1/approvals/rules", need: need(domain.Approvals, domain.Read), summary: "List approval rules", handle: s.listApprovalRules},
+		{method: post, path: "/v1/approvals/request", need: need(domain.Approvals, domain.Write), summary: "Request approval for a call", handle: s.requestApproval},
+		{method: get, path: "/v1/approvals/pending", need: need(domain.Approvals, domain.Read), summary: "List pending requests", handle: s.pendingApprovals},
+		{method: get, path: "/v1/approvals/{id}", need: need(domain.Approvals, domain.Read), summary: "Get a request (?wait=30s long-polls for a decision)", handle: s.getApproval},
+		{method: post, path: "/v1/approvals/{id}/approve", need: need(domain.Approvals, domain.Write), summary: "Approve a request", handle: s.decideApproval(true)},
+		{method: post, path: "/v1/approvals/{id}/deny", need: need(domain.Approvals, domain.Write), summary: "Deny a request", handle: s.decideApproval(false)},
+
 		{method: post, path: "/v1/payments/authorize", need: need(domain.Payments, domain.Write), summary: "Authorize spend against a session cap", handle: s.authorizePayment},
 
 		{method: post, path: "/v1/audit", need: need(domain.Audit, domain.Write), summary: "Log an agent action", handle: s.logAction},

@@ -55,6 +55,10 @@ func (s *Server) overview(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	ap, err := s.deps.Queries.ApprovalCounts(c.ctx, c.tenant, now)
+	if err != nil {
+		return 0, nil, err
+	}
 	overall, _, _, _ := s.componentStatus(c.ctx)
 	return http.StatusOK, map[string]any{
 		"tenant_id":    c.tenant,
@@ -66,5 +70,6 @@ func (s *Server) overview(c *call) (int, any, error) {
 		"audit":        map[string]any{"entries": counts.AuditEntries, "flagged_7d": counts.Flagged7d},
 		"keys":         map[string]any{"active": counts.Keys},
 		"vault":        map[string]any{"secrets": v.Secrets, "accesses_this_month": v.Accesses, "denials_this_month": v.Denials},
+		"approvals":    map[string]any{"pending": ap.Pending, "approved": ap.Approved, "denied": ap.Denied, "expired": ap.Expired},
 	}, nil
 }

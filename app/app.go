@@ -125,7 +125,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}()
 	<-a.Projector.Running()
 	a.Queries = projections.NewQueries(db)
-	v, err := openVault(ctx, cfg, db, a.Queries, log)
+	v, err := openVault(ctx, cfg, db, log)
 	if err != nil {
 		a.Projector.Close()
 		a.Store.Close()
@@ -133,7 +133,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.Keys = v.Keys
-	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v})
+	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v, Reads: a.Queries})
 	var limiter ratelimit.Limiter = ratelimit.NewMemory()
 	if db.Dialect == sqldb.Postgres {
 		limiter = ratelimit.NewSQL(db) // replicas share counters
@@ -157,10 +157,14 @@ func (a *App) housekeeping(idem *idempotency.Store, limiter ratelimit.Limiter) {
 	defer close(a.done)
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
+	expiry := time.NewTicker(2 * time.Second)
+	defer expiry.Stop()
 	for {
 		select {
 		case <-a.stop:
 			return
+		case <-expiry.C:
+			a.expireApprovals()
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			if n, err := idem.Expire(ctx, time.Now()); err != nil {
@@ -224,7 +228,7 @@ func (a *App) Close() error {
 
 // openVault loads the master key and the keyring. A wrong key is refused
 // here, at start, with a clear message, never at the first read.
-func openVault(ctx context.Context, cfg Config, db *sqldb.DB, q *projections.Queries, log *slog.Logger) (*commands.Vault, error) {
+func openVault(ctx context.Context, cfg Config, db *sqldb.DB, log *slog.Logger) (*commands.Vault, error) {
 	dataDir := cfg.DataDir
 	if cfg.DatabaseURL != "" {
 		dataDir = ""
@@ -256,6 +260,24 @@ func openVault(ctx context.Context, cfg Config, db *sqldb.DB, q *projections.Que
 			}
 			return current.Load(), nil
 		},
-		Session: q.Session,
 	}, nil
+}
+
+// expireApprovals records the expiry of pending approval requests past
+// their TTL, so that "expired" is an event (and a webhook), not only a
+// status computed at read time. Every replica runs it; the appends carry
+// expected versions, so racing replicas record each expiry once.
+func (a *App) expireApprovals() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	due, err := a.Queries.OverdueApprovals(ctx, time.Now(), 500)
+	if err != nil {
+		a.Log.Warn("listing expired approvals failed", "err", err)
+		return
+	}
+	for _, d := range due {
+		if err := a.Commands.ExpireApproval(ctx, d.Tenant, d.Binding); err != nil {
+			a.Log.Warn("recording an approval expiry failed", "tenant", d.Tenant, "err", err)
+		}
+	}
 }

@@ -72,6 +72,16 @@ func (a Actor) meta(sessionID, agentID string) events.Metadata {
 	return events.Metadata{Actor: a.KeyPrefix, SessionID: sessionID, AgentID: agentID, RequestID: a.RequestID, IdempotencyKey: a.IdempotencyKey}
 }
 
+// Reads are the projected reads commands decide with where deciding on a
+// cached aggregate would be unsafe across replicas, or where the ledger
+// has no index (request id to approval stream). projections.Queries
+// implements it.
+type Reads interface {
+	Session(ctx context.Context, tenant, id string) (domain.Session, bool, error)
+	ApprovalRules(ctx context.Context, tenant string) ([]domain.ApprovalRule, error)
+	ApprovalBinding(ctx context.Context, tenant, requestID string) (string, bool, error)
+}
+
 // Service runs commands. It is safe for concurrent use.
 type Service struct {
 	store    events.Store
@@ -80,6 +90,7 @@ type Service struct {
 	now      func() time.Time
 	sessions *sessionRepo
 	vault    *Vault
+	reads    Reads
 	// settleTimeout bounds the wait for projections after a command.
 	settleTimeout time.Duration
 }
@@ -92,6 +103,8 @@ type Options struct {
 	MaxCachedSessions int
 	// Vault enables the secret commands; nil leaves them unavailable.
 	Vault *Vault
+	// Reads serves projected reads (secrets, approvals).
+	Reads Reads
 }
 
 // New returns a Service appending to store and waiting on waiter.
@@ -105,7 +118,7 @@ func New(store events.Store, waiter Waiter, log *slog.Logger, opts Options) *Ser
 	if opts.MaxCachedSessions == 0 {
 		opts.MaxCachedSessions = 100_000
 	}
-	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: 5 * time.Second, vault: opts.Vault}
+	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: 5 * time.Second, vault: opts.Vault, reads: opts.Reads}
 	s.sessions = newSessionRepo(store, opts.MaxCachedSessions)
 	return s
 }

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"time"
@@ -201,6 +202,24 @@ type PaymentResult struct {
 func (s *Service) AuthorizePayment(ctx context.Context, a Actor, sessionID string, amount domain.Money, currency, description string) (PaymentResult, error) {
 	if !domain.ValidID("ses", sessionID) {
 		return PaymentResult{}, errNotFound
+	}
+	// Approval rules apply to payments a valid session could make; an
+	// invalid session is refused below without bothering a person.
+	if s.reads != nil {
+		ses, found, err := s.reads.Session(ctx, a.Tenant, sessionID)
+		if err != nil {
+			return PaymentResult{}, err
+		}
+		if !found {
+			return PaymentResult{}, errNotFound
+		}
+		if ses.Valid(s.now()) {
+			args, _ := json.Marshal(map[string]string{"currency": currency, "description": description})
+			call := domain.Call{SessionID: sessionID, AgentID: ses.AgentID, Tool: "payments", Action: "authorize", ArgsHash: domain.ArgsHash(args), Amount: amount}
+			if err := s.gate(ctx, a, call); err != nil {
+				return PaymentResult{}, err
+			}
+		}
 	}
 	authID := a.newID("pay")
 	recs, err := s.sessions.update(ctx, a, sessionID, s.now, func(ses domain.Session) (decision, error) {

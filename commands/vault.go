@@ -19,9 +19,6 @@ type Vault struct {
 	Keys *keystore.Store
 	// Keyring returns the current keyring; reload asks for a fresh one.
 	Keyring func(ctx context.Context, reload bool) (*vault.Keyring, error)
-	// Session reads a session as projected (reads never decide on a cached
-	// aggregate: a revocation on another replica must count at once).
-	Session func(ctx context.Context, tenant, id string) (domain.Session, bool, error)
 }
 
 var errNoVault = domain.Errorf(domain.CodeUnavailable, "the vault is not configured on this server")
@@ -129,7 +126,9 @@ func (s *Service) ReadSecret(ctx context.Context, a Actor, name, sessionID, via 
 	var ses domain.Session
 	found := false
 	if sessionID != "" && domain.ValidID("ses", sessionID) {
-		if ses, found, err = s.vault.Session(ctx, a.Tenant, sessionID); err != nil {
+		// The projected session, not the cached aggregate: a revocation on
+		// another replica must count at once.
+		if ses, found, err = s.reads.Session(ctx, a.Tenant, sessionID); err != nil {
 			return nil, err
 		}
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // CoreGroup is the projection group behind the /v1 read API.
-var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}, Secrets{}}}
+var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}, Secrets{}, Approvals{}}}
 
 func decode[T any](e *events.Event) (T, error) {
 	var v T
@@ -153,6 +153,12 @@ func Describe(e *events.Event) AuditEntry {
 		a.Tool, a.Action = "vault", "read"
 	case domain.TypeSecretDeleted:
 		a.Tool, a.Action = "vault", "delete"
+	case domain.TypeApprovalRequested:
+		if p, err := decode[domain.ApprovalRequested](e); err == nil {
+			a.SessionID, a.AgentID, a.Tool, a.Action, a.Cost = p.SessionID, p.AgentID, "approvals", "requested", 0
+		}
+	case domain.TypeApprovalApproved, domain.TypeApprovalDenied, domain.TypeApprovalExpired, domain.TypeApprovalConsumed, domain.TypeApprovalRuleAdded:
+		a.Tool, a.Action = "approvals", strings.TrimPrefix(e.Type, "approval.")
 	case domain.TypePaymentDenied:
 		if p, err := decode[domain.PaymentDenied](e); err == nil {
 			a.SessionID, a.AgentID, a.Tool, a.Action = p.SessionID, p.AgentID, "payments", "deny"

@@ -1,0 +1,176 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/events"
+)
+
+// Approvals projects approval rules and requests.
+type Approvals struct{}
+
+// Tables implements Handler.
+func (Approvals) Tables() []string { return []string{"approval_rules", "approvals"} }
+
+// Apply implements Handler.
+func (Approvals) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
+	at := e.RecordedAt.UnixNano()
+	switch e.Type {
+	case domain.TypeApprovalRuleAdded:
+		r, err := decode[domain.ApprovalRule](e)
+		if err != nil {
+			return err
+		}
+		tools, _ := json.Marshal(r.Tools)
+		_, err = tx.Exec(ctx, "INSERT INTO {approval_rules} (tenant_id, rule_id, type, threshold, tools, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+			e.Tenant, r.RuleID, r.Type, int64(r.Threshold), string(tools), at)
+		return err
+	case domain.TypeApprovalRequested:
+		r, err := decode[domain.ApprovalRequested](e)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO {approvals} (tenant_id, request_id, binding, session_id, agent_id, tool, action, amount, reason, rule_id,
+status, created_at, expires_at, decided_by, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', '')`,
+			e.Tenant, r.RequestID, r.Binding, r.SessionID, r.AgentID, r.Tool, r.Action, int64(r.Amount), r.Reason, r.RuleID,
+			domain.ApprovalPending, at, r.ExpiresAt.UnixNano())
+		return err
+	case domain.TypeApprovalApproved, domain.TypeApprovalDenied:
+		d, err := decode[domain.ApprovalDecided](e)
+		if err != nil {
+			return err
+		}
+		status := domain.ApprovalDenied
+		if e.Type == domain.TypeApprovalApproved {
+			status = domain.ApprovalApproved
+		}
+		_, err = tx.Exec(ctx, "UPDATE {approvals} SET status = ?, decided_at = ?, decided_by = ?, note = ? WHERE tenant_id = ? AND request_id = ?",
+			status, at, d.DecidedBy, d.Note, e.Tenant, d.RequestID)
+		return err
+	case domain.TypeApprovalExpired, domain.TypeApprovalConsumed:
+		d, err := decode[domain.ApprovalClosed](e)
+		if err != nil {
+			return err
+		}
+		status := domain.ApprovalExpired
+		if e.Type == domain.TypeApprovalConsumed {
+			status = domain.ApprovalConsumed
+		}
+		_, err = tx.Exec(ctx, "UPDATE {approvals} SET status = ? WHERE tenant_id = ? AND request_id = ?", status, e.Tenant, d.RequestID)
+		return err
+	}
+	return nil
+}
+
+// ApprovalRules returns the tenant's rules in the order they were added.
+func (q *Queries) ApprovalRules(ctx context.Context, tenant string) ([]domain.ApprovalRule, error) {
+	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT rule_id, type, threshold, tools FROM approval_rules WHERE tenant_id = ? ORDER BY created_at, rule_id"), tenant)
+	if err != nil {
+		return nil, fmt.Errorf("projections: read approval rules: %w", err)
+	}
+	defer rows.Close()
+	var out []domain.ApprovalRule
+	for rows.Next() {
+		var r domain.ApprovalRule
+		var threshold int64
+		var tools string
+		if err := rows.Scan(&r.RuleID, &r.Type, &threshold, &tools); err != nil {
+			return nil, err
+		}
+		r.Threshold = domain.Money(threshold)
+		if err := json.Unmarshal([]byte(tools), &r.Tools); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ApprovalBinding returns the binding (and so the stream) of a request.
+func (q *Queries) ApprovalBinding(ctx context.Context, tenant, requestID string) (string, bool, error) {
+	var b string
+	err := q.row(ctx, "SELECT binding FROM approvals WHERE tenant_id = ? AND request_id = ?", tenant, requestID).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return b, err == nil, err
+}
+
+// ApprovalRow is a request as listed.
+type ApprovalRow struct {
+	RequestID, Binding, SessionID, AgentID, Tool, Action, Reason, Status string
+	Amount                                                               domain.Money
+	CreatedAt, ExpiresAt                                                 time.Time
+}
+
+// PendingApprovals returns the tenant's pending, unexpired requests,
+// oldest first, optionally for one agent.
+func (q *Queries) PendingApprovals(ctx context.Context, tenant, agentID string, now time.Time) ([]ApprovalRow, error) {
+	query := "SELECT request_id, binding, session_id, agent_id, tool, action, reason, status, amount, created_at, expires_at FROM approvals WHERE tenant_id = ? AND status = ? AND expires_at > ?"
+	args := []any{tenant, domain.ApprovalPending, now.UnixNano()}
+	if agentID != "" {
+		query += " AND agent_id = ?"
+		args = append(args, agentID)
+	}
+	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind(query+" ORDER BY created_at LIMIT 1000"), args...)
+	if err != nil {
+		return nil, fmt.Errorf("projections: read pending approvals: %w", err)
+	}
+	defer rows.Close()
+	var out []ApprovalRow
+	for rows.Next() {
+		var r ApprovalRow
+		var amount, created, expires int64
+		if err := rows.Scan(&r.RequestID, &r.Binding, &r.SessionID, &r.AgentID, &r.Tool, &r.Action, &r.Reason, &r.Status, &amount, &created, &expires); err != nil {
+			return nil, err
+		}
+		r.Amount, r.CreatedAt, r.ExpiresAt = domain.Money(amount), nanos(created), nanos(expires)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// OverdueApproval is a pending request past its expiry, across tenants.
+type OverdueApproval struct{ Tenant, Binding string }
+
+// OverdueApprovals returns up to limit pending requests that expired
+// before now, for the expiry sweeper.
+func (q *Queries) OverdueApprovals(ctx context.Context, now time.Time, limit int) ([]OverdueApproval, error) {
+	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT tenant_id, binding FROM approvals WHERE status = ? AND expires_at <= ? LIMIT ?"),
+		domain.ApprovalPending, now.UnixNano(), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OverdueApproval
+	for rows.Next() {
+		var o OverdueApproval
+		if err := rows.Scan(&o.Tenant, &o.Binding); err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// ApprovalCounts are a tenant's approval numbers for the overview.
+type ApprovalCounts struct{ Pending, Approved, Denied, Expired int64 }
+
+// ApprovalCounts counts the tenant's requests by status; pending counts
+// only unexpired ones.
+func (q *Queries) ApprovalCounts(ctx context.Context, tenant string, now time.Time) (ApprovalCounts, error) {
+	var c ApprovalCounts
+	err := q.row(ctx, `SELECT
+COALESCE(SUM(CASE WHEN status = 'pending' AND expires_at > ? THEN 1 ELSE 0 END), 0),
+COALESCE(SUM(CASE WHEN status IN ('approved', 'consumed') THEN 1 ELSE 0 END), 0),
+COALESCE(SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END), 0),
+COALESCE(SUM(CASE WHEN status = 'expired' OR (status = 'pending' AND expires_at <= ?) THEN 1 ELSE 0 END), 0)
+FROM approvals WHERE tenant_id = ?`, now.UnixNano(), now.UnixNano(), tenant).Scan(&c.Pending, &c.Approved, &c.Denied, &c.Expired)
+	return c, err
+}
