@@ -155,8 +155,11 @@ func (s *Server) export(c *call) error {
 	if format == "" {
 		format = "jsonl"
 	}
+	if format == "bundle" {
+		return s.exportBundle(c)
+	}
 	if format != "jsonl" && format != "csv" {
-		return domain.Invalid("format", "format must be jsonl or csv")
+		return domain.Invalid("format", "format must be jsonl, csv or bundle")
 	}
 	headSeq, headHash, err := s.deps.Store.TenantHead(c.ctx, c.tenant)
 	if err != nil {

@@ -51,6 +51,12 @@ func (s *Server) routeTable() []route {
 		{method: get, path: "/v1/audit/verify", need: need(domain.Audit, domain.Read), summary: "Verify the tenant's hash chain", handle: s.verify},
 		{method: get, path: "/v1/audit/export", need: need(domain.Audit, domain.Read), summary: "Export the audit trail as JSONL or CSV", stream: s.export},
 
+		{method: get, path: "/v1/audit/tree-head", need: need(domain.Audit, domain.Read), summary: "The newest signed checkpoint of the tenant's Merkle tree", handle: s.treeHead},
+		{method: get, path: "/v1/audit/inclusion-proof/{entry_id}", need: need(domain.Audit, domain.Read), summary: "Prove an entry is in the signed log", handle: s.inclusionProof},
+		{method: get, path: "/v1/audit/consistency-proof", need: need(domain.Audit, domain.Read), summary: "Prove the log at ?second extends the log at ?first", handle: s.consistencyProof},
+		{method: get, path: "/.well-known/haldir-checkpoint-key", auth: authNone, summary: "The checkpoint verifier key (signed-note format)", stream: s.checkpointKey},
+		{method: get, path: "/.well-known/jwks.json", auth: authNone, summary: "The checkpoint key as a JWKS", stream: s.jwks},
+
 		{method: get, path: "/v1/usage", need: need(domain.Admin, domain.Read), summary: "Monthly usage", handle: s.usage},
 		{method: get, path: "/v1/metrics", need: need(domain.Admin, domain.Read), summary: "This tenant's counts", handle: s.tenantMetrics},
 		{method: get, path: "/v1/admin/overview", need: need(domain.Admin, domain.Read), summary: "Tenant overview", handle: s.overview},

@@ -32,6 +32,7 @@ import (
 	"github.com/haldir-dev/haldir/idempotency"
 	"github.com/haldir-dev/haldir/projections"
 	"github.com/haldir-dev/haldir/ratelimit"
+	"github.com/haldir-dev/haldir/treelog"
 )
 
 // MaxBodyBytes is the largest request body accepted (1 MiB).
@@ -49,6 +50,8 @@ type Deps struct {
 	Ready func(context.Context) error
 	// Projected returns the position the read models have reached.
 	Projected func() int64
+	// Log publishes signed checkpoints and proofs; nil disables them.
+	Log *treelog.Log
 }
 
 // Options configure the API.

@@ -22,6 +22,7 @@ import (
 	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/sqldb"
 	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/transparency"
 	"github.com/haldir-dev/haldir/vault"
 )
 
@@ -128,6 +129,7 @@ func TestSecretPlaintextAppearsNowhere(t *testing.T) {
 				cfg.DataDir = t.TempDir()
 			} else {
 				cfg.DatabaseURL = sqltest.NewPostgresDatabase(t)
+				cfg.SigningKey, _, _ = transparency.GenerateSigningKey("test")
 			}
 			log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			s := apptest.StartLogged(t, backend, cfg, log)

@@ -23,6 +23,7 @@ import (
 	"github.com/haldir-dev/haldir/projections"
 	"github.com/haldir-dev/haldir/ratelimit"
 	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/treelog"
 	"github.com/haldir-dev/haldir/vault"
 )
 
@@ -44,7 +45,10 @@ type Config struct {
 	// EncryptionKey is HALDIR_ENCRYPTION_KEY, the vault's master key. The
 	// embedded store generates one into DataDir when it is empty.
 	EncryptionKey string
-	Version       string
+	// SigningKey is HALDIR_SIGNING_KEY, the Ed25519 signed-note key of the
+	// checkpoints. The embedded store generates one into DataDir.
+	SigningKey string
+	Version    string
 }
 
 // Secret config values never print.
@@ -55,8 +59,8 @@ func (c Config) String() string {
 		}
 		return "(set)"
 	}
-	return fmt.Sprintf("Config{Addr:%q DataDir:%q DatabaseURL:%s PGMaxConns:%d AdminToken:%s RateLimitPerMinute:%d EncryptionKey:%s}",
-		c.Addr, c.DataDir, redact(c.DatabaseURL), c.PGMaxConns, redact(c.AdminToken), c.RateLimitPerMinute, redact(c.EncryptionKey))
+	return fmt.Sprintf("Config{Addr:%q DataDir:%q DatabaseURL:%s PGMaxConns:%d AdminToken:%s RateLimitPerMinute:%d EncryptionKey:%s SigningKey:%s}",
+		c.Addr, c.DataDir, redact(c.DatabaseURL), c.PGMaxConns, redact(c.AdminToken), c.RateLimitPerMinute, redact(c.EncryptionKey), redact(c.SigningKey))
 }
 
 // Backend names the store in use, for messages.
@@ -88,15 +92,16 @@ func OpenDB(ctx context.Context, cfg Config) (*sqldb.DB, error) {
 
 // App is a running Haldir.
 type App struct {
-	Config    Config
-	Log       *slog.Logger
-	DB        *sqldb.DB
-	Store     *sqlstore.Store
-	Projector *projections.Projector
-	Commands  *commands.Service
-	Queries   *projections.Queries
-	API       *api.Server
-	Keys      *keystore.Store
+	Config      Config
+	Log         *slog.Logger
+	DB          *sqldb.DB
+	Store       *sqlstore.Store
+	Projector   *projections.Projector
+	Commands    *commands.Service
+	Queries     *projections.Queries
+	API         *api.Server
+	Keys        *keystore.Store
+	Checkpoints *treelog.Log
 
 	stop chan struct{}
 	done chan struct{}
@@ -133,6 +138,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.Keys = v.Keys
+	if a.Checkpoints, err = openLog(cfg, db, a.Queries, log); err != nil {
+		a.Projector.Close()
+		a.Store.Close()
+		db.Close()
+		return nil, err
+	}
 	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v, Reads: a.Queries})
 	var limiter ratelimit.Limiter = ratelimit.NewMemory()
 	if db.Dialect == sqldb.Postgres {
@@ -147,6 +158,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Limiter:     limiter,
 		Ready:       a.Store.Ping,
 		Projected:   func() int64 { return a.Projector.Position(projections.CoreGroup.Name) },
+		Log:         a.Checkpoints,
 	}, api.Options{AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Version: cfg.Version, Log: log})
 	go a.housekeeping(idem, limiter)
 	return a, nil
@@ -159,12 +171,20 @@ func (a *App) housekeeping(idem *idempotency.Store, limiter ratelimit.Limiter) {
 	defer t.Stop()
 	expiry := time.NewTicker(2 * time.Second)
 	defer expiry.Stop()
+	checkpoints := time.NewTicker(time.Minute)
+	defer checkpoints.Stop()
 	for {
 		select {
 		case <-a.stop:
 			return
 		case <-expiry.C:
 			a.expireApprovals()
+		case <-checkpoints.C:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if _, err := a.Checkpoints.PublishAll(ctx); err != nil {
+				a.Log.Warn("publishing checkpoints failed", "err", err)
+			}
+			cancel()
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			if n, err := idem.Expire(ctx, time.Now()); err != nil {
@@ -280,4 +300,21 @@ func (a *App) expireApprovals() {
 			a.Log.Warn("recording an approval expiry failed", "tenant", d.Tenant, "err", err)
 		}
 	}
+}
+
+// openLog loads the checkpoint signing key and the transparency log.
+func openLog(cfg Config, db *sqldb.DB, q *projections.Queries, log *slog.Logger) (*treelog.Log, error) {
+	dataDir := cfg.DataDir
+	if cfg.DatabaseURL != "" {
+		dataDir = ""
+	}
+	skey, generated, err := treelog.LoadSigningKey(cfg.SigningKey, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if generated {
+		log.Warn("generated a new checkpoint signing key; auditors trust its public half, so keep it",
+			"file", filepath.Join(dataDir, treelog.SigningKeyFile))
+	}
+	return treelog.New(db, q, q, skey)
 }

@@ -28,6 +28,7 @@ func (e *env) config() app.Config {
 		AdminToken:         v.GetString("admin-token"),
 		RateLimitPerMinute: v.GetInt("rate-limit"),
 		EncryptionKey:      v.GetString("encryption-key"),
+		SigningKey:         v.GetString("signing-key"),
 		Version:            Version,
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haldir-dev/haldir/keystore"
+	"github.com/haldir-dev/haldir/transparency"
 	"github.com/haldir-dev/haldir/vault"
 )
 
@@ -83,49 +84,76 @@ func newInit(e *env) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Write a .env with a freshly generated HALDIR_ENCRYPTION_KEY",
-		Long: `Write a .env file holding a freshly generated HALDIR_ENCRYPTION_KEY (32 random
-bytes, base64url), mode 0600. An existing .env that already sets the key is
-never overwritten; one without it gets the key appended.`,
+		Short: "Write a .env with freshly generated HALDIR_ENCRYPTION_KEY and HALDIR_SIGNING_KEY",
+		Long: `Write a .env file (mode 0600) holding a freshly generated HALDIR_ENCRYPTION_KEY
+(the vault's master key: 32 random bytes, base64url) and HALDIR_SIGNING_KEY (the
+Ed25519 key that signs audit checkpoints). A key the file already sets is never
+overwritten; missing ones are appended.`,
 		Example: "  haldir init\n  haldir init --print-key",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key := vault.GenerateMasterKey()
 			if printKey {
+				key := vault.GenerateMasterKey()
 				return e.print(map[string]any{"key": key}, func(w io.Writer) { fmt.Fprintln(w, key) })
 			}
 			existing, err := os.ReadFile(file)
 			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fail(ExitCheckFailed, "cannot read %s: %v", file, err)
 			}
-			for _, line := range strings.Split(string(existing), "\n") {
-				if strings.HasPrefix(strings.TrimSpace(line), "HALDIR_ENCRYPTION_KEY=") {
-					return e.print(map[string]any{"written": false, "file": file, "reason": "already sets HALDIR_ENCRYPTION_KEY"}, func(w io.Writer) {
-						fmt.Fprintf(w, "%s already sets HALDIR_ENCRYPTION_KEY; left it unchanged\n", file)
-					})
+			has := func(name string) bool {
+				for _, line := range strings.Split(string(existing), "\n") {
+					if strings.HasPrefix(strings.TrimSpace(line), name+"=") {
+						return true
+					}
+				}
+				return false
+			}
+			var add strings.Builder
+			var written, kept []string
+			if has("HALDIR_ENCRYPTION_KEY") {
+				kept = append(kept, "HALDIR_ENCRYPTION_KEY")
+			} else {
+				fmt.Fprintf(&add, "# The vault's master key. Back it up: secrets cannot be read without it.\nHALDIR_ENCRYPTION_KEY=%s\n", vault.GenerateMasterKey())
+				written = append(written, "HALDIR_ENCRYPTION_KEY")
+			}
+			if has("HALDIR_SIGNING_KEY") {
+				kept = append(kept, "HALDIR_SIGNING_KEY")
+			} else {
+				skey, _, err := transparency.GenerateSigningKey("haldir")
+				if err != nil {
+					return fail(ExitCheckFailed, "cannot generate a signing key: %v", err)
+				}
+				fmt.Fprintf(&add, "# Signs audit checkpoints; auditors trust its public half. Keep it.\nHALDIR_SIGNING_KEY=%s\n", skey)
+				written = append(written, "HALDIR_SIGNING_KEY")
+			}
+			if add.Len() > 0 {
+				f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+				if err != nil {
+					return fail(ExitCheckFailed, "cannot write %s: %v", file, err)
+				}
+				prefix := ""
+				if len(existing) > 0 && !strings.HasSuffix(string(existing), "\n") {
+					prefix = "\n"
+				}
+				_, werr := f.WriteString(prefix + add.String())
+				if cerr := f.Close(); werr == nil {
+					werr = cerr
+				}
+				if werr != nil {
+					return fail(ExitCheckFailed, "cannot write %s: %v", file, werr)
 				}
 			}
-			f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-			if err != nil {
-				return fail(ExitCheckFailed, "cannot write %s: %v", file, err)
-			}
-			prefix := ""
-			if len(existing) > 0 && !strings.HasSuffix(string(existing), "\n") {
-				prefix = "\n"
-			}
-			_, werr := fmt.Fprintf(f, "%s# The vault's master key. Back it up: secrets cannot be read without it.\nHALDIR_ENCRYPTION_KEY=%s\n", prefix, key)
-			if cerr := f.Close(); werr == nil {
-				werr = cerr
-			}
-			if werr != nil {
-				return fail(ExitCheckFailed, "cannot write %s: %v", file, werr)
-			}
-			return e.print(map[string]any{"written": true, "file": file}, func(w io.Writer) {
-				fmt.Fprintf(w, "wrote HALDIR_ENCRYPTION_KEY to %s (mode 0600); back it up\n", file)
+			return e.print(map[string]any{"file": file, "written": written, "kept": kept}, func(w io.Writer) {
+				for _, k := range written {
+					fmt.Fprintf(w, "wrote %s to %s (mode 0600); back it up\n", k, file)
+				}
+				for _, k := range kept {
+					fmt.Fprintf(w, "%s already sets %s; left it unchanged\n", file, k)
+				}
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&printKey, "print-key", false, "print a new key instead of writing a file")
+	cmd.Flags().BoolVar(&printKey, "print-key", false, "print a new encryption key instead of writing a file")
 	cmd.Flags().StringVar(&file, "file", ".env", "the file to write")
 	return cmd
 }

@@ -201,7 +201,11 @@ func (s *Service) ExpireApproval(ctx context.Context, tenant, binding string) er
 func ApprovalRequiredError(a domain.Approval) error {
 	return &domain.Error{Code: domain.CodeApprovalRequired,
 		Message: "this call needs a person's approval; wait for the request to be approved, then make the same call again",
-		Extra:   map[string]any{"request_id": a.Request.RequestID, "status": domain.ApprovalPending, "expires_at": a.Request.ExpiresAt.UTC().Format(time.RFC3339)}}
+		// request_id names the approval request, as clients of the
+		// reference read it; approval_request_id says so unambiguously.
+		// The HTTP request id stays in the X-Request-ID header.
+		Extra: map[string]any{"request_id": a.Request.RequestID, "approval_request_id": a.Request.RequestID,
+			"status": domain.ApprovalPending, "expires_at": a.Request.ExpiresAt.UTC().Format(time.RFC3339)}}
 }
 
 // gate applies the tenant's approval rules to a call. A call no rule

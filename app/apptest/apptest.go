@@ -20,6 +20,7 @@ import (
 
 	"github.com/haldir-dev/haldir/app"
 	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/transparency"
 	"github.com/haldir-dev/haldir/vault"
 )
 
@@ -54,6 +55,7 @@ func Start(t testing.TB, backend string, opts ...Option) *Server {
 		cfg.DatabaseURL = sqltest.NewPostgresDatabase(t)
 		cfg.PGMaxConns = 12
 		cfg.EncryptionKey = vault.GenerateMasterKey()
+		cfg.SigningKey, _, _ = transparency.GenerateSigningKey("haldir-test")
 	default:
 		t.Fatalf("apptest: unknown backend %q", backend)
 	}

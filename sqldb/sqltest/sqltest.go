@@ -200,8 +200,9 @@ func shortHash(s string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
-// Tamper runs q with the ledger's append-only triggers lifted, as an
-// attacker with direct database access could.
+// Tamper runs q with the append-only triggers of the ledger and of the
+// published checkpoints lifted, as an attacker with direct database access
+// could.
 func Tamper(ctx context.Context, db *sqldb.DB, q string, args ...any) error {
 	tx, err := db.Write.BeginTx(ctx, nil)
 	if err != nil {
@@ -211,14 +212,17 @@ func Tamper(ctx context.Context, db *sqldb.DB, q string, args ...any) error {
 	var lift, restore []string
 	switch db.Dialect {
 	case sqldb.SQLite:
-		lift = []string{"DROP TRIGGER events_append_only_update", "DROP TRIGGER events_append_only_delete"}
+		lift = []string{"DROP TRIGGER events_append_only_update", "DROP TRIGGER events_append_only_delete",
+			"DROP TRIGGER IF EXISTS tree_checkpoints_append_only_update", "DROP TRIGGER IF EXISTS tree_checkpoints_append_only_delete"}
 		restore = []string{
 			"CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'haldir: the ledger is append-only'); END",
 			"CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'haldir: the ledger is append-only'); END",
+			"CREATE TRIGGER tree_checkpoints_append_only_update BEFORE UPDATE ON tree_checkpoints BEGIN SELECT RAISE(ABORT, 'haldir: published checkpoints are append-only'); END",
+			"CREATE TRIGGER tree_checkpoints_append_only_delete BEFORE DELETE ON tree_checkpoints BEGIN SELECT RAISE(ABORT, 'haldir: published checkpoints are append-only'); END",
 		}
 	case sqldb.Postgres:
-		lift = []string{"ALTER TABLE events DISABLE TRIGGER USER"}
-		restore = []string{"ALTER TABLE events ENABLE TRIGGER USER"}
+		lift = []string{"ALTER TABLE events DISABLE TRIGGER USER", "ALTER TABLE tree_checkpoints DISABLE TRIGGER USER"}
+		restore = []string{"ALTER TABLE events ENABLE TRIGGER USER", "ALTER TABLE tree_checkpoints ENABLE TRIGGER USER"}
 	}
 	for _, s := range lift {
 		if _, err := tx.ExecContext(ctx, s); err != nil {

@@ -1,0 +1,104 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/transparency"
+)
+
+// Tree maintains each tenant's Merkle tree over its event hashes: the tlog
+// stored hashes a new leaf adds, computed as the event is projected, so no
+// request ever rebuilds a tree.
+type Tree struct{}
+
+// Tables implements Handler.
+func (Tree) Tables() []string { return []string{"tree_hashes", "tree_sizes"} }
+
+// Apply implements Handler.
+func (Tree) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
+	n := e.Seq - 1
+	read := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(indexes))
+		for i, idx := range indexes {
+			var b []byte
+			if err := tx.QueryRow(ctx, "SELECT hash FROM {tree_hashes} WHERE tenant_id = ? AND idx = ?", e.Tenant, idx).Scan(&b); err != nil {
+				return nil, fmt.Errorf("tree hash %d of %s: %w", idx, e.Tenant, err)
+			}
+			copy(out[i][:], b)
+		}
+		return out, nil
+	})
+	indexes, hashes, err := transparency.StoredHashesFor(n, e.Hash, read)
+	if err != nil {
+		return err
+	}
+	for i := range indexes {
+		if _, err := tx.Exec(ctx, "INSERT INTO {tree_hashes} (tenant_id, idx, hash) VALUES (?, ?, ?)", e.Tenant, indexes[i], hashes[i][:]); err != nil {
+			return err
+		}
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO {tree_sizes} (tenant_id, size) VALUES (?, ?)
+ON CONFLICT (tenant_id) DO UPDATE SET size = excluded.size`, e.Tenant, e.Seq)
+	return err
+}
+
+// ReadHashes implements transparency.HashStore over the projected tree.
+func (q *Queries) ReadHashes(ctx context.Context, tenant string, indexes []int64) ([]tlog.Hash, error) {
+	if len(indexes) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, len(indexes)+1)
+	args = append(args, tenant)
+	for _, i := range indexes {
+		args = append(args, i)
+	}
+	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT idx, hash FROM tree_hashes WHERE tenant_id = ? AND idx IN (?"+
+		strings.Repeat(",?", len(indexes)-1)+")"), args...)
+	if err != nil {
+		return nil, fmt.Errorf("projections: read tree hashes: %w", err)
+	}
+	defer rows.Close()
+	found := make(map[int64]tlog.Hash, len(indexes))
+	for rows.Next() {
+		var idx int64
+		var b []byte
+		if err := rows.Scan(&idx, &b); err != nil {
+			return nil, err
+		}
+		if len(b) != tlog.HashSize {
+			return nil, fmt.Errorf("projections: tree hash %d of %s is %d bytes", idx, tenant, len(b))
+		}
+		var h tlog.Hash
+		copy(h[:], b)
+		found[idx] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		h, ok := found[idx]
+		if !ok {
+			return nil, fmt.Errorf("projections: tree hash %d of %s is missing", idx, tenant)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// TreeSize returns the number of the tenant's events in its tree.
+func (q *Queries) TreeSize(ctx context.Context, tenant string) (int64, error) {
+	var n int64
+	err := q.row(ctx, "SELECT size FROM tree_sizes WHERE tenant_id = ?", tenant).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return n, err
+}
