@@ -57,6 +57,10 @@ func (s *Server) routeTable() []route {
 		{method: get, path: "/.well-known/haldir-checkpoint-key", auth: authNone, summary: "The checkpoint verifier key (signed-note format)", stream: s.checkpointKey},
 		{method: get, path: "/.well-known/jwks.json", auth: authNone, summary: "The checkpoint key as a JWKS", stream: s.jwks},
 
+		{method: get, path: "/v1/compliance/evidence", need: need(domain.Admin, domain.Read), summary: "The signed compliance evidence pack (?since&until&format=json|markdown)", stream: s.complianceEvidence},
+		{method: get, path: "/v1/compliance/evidence/manifest", need: need(domain.Admin, domain.Read), summary: "The evidence pack's manifest and signature, to re-check a pack", handle: s.complianceManifest},
+		{method: get, path: "/v1/compliance/score", need: need(domain.Admin, domain.Read), summary: "Compliance posture score", handle: s.complianceScore},
+
 		{method: get, path: "/v1/usage", need: need(domain.Admin, domain.Read), summary: "Monthly usage", handle: s.usage},
 		{method: get, path: "/v1/metrics", need: need(domain.Admin, domain.Read), summary: "This tenant's counts", handle: s.tenantMetrics},
 		{method: get, path: "/v1/admin/overview", need: need(domain.Admin, domain.Read), summary: "Tenant overview", handle: s.overview},

@@ -29,6 +29,7 @@ import (
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/evidence"
 	"github.com/haldir-dev/haldir/idempotency"
 	"github.com/haldir-dev/haldir/projections"
 	"github.com/haldir-dev/haldir/ratelimit"
@@ -52,6 +53,10 @@ type Deps struct {
 	Projected func() int64
 	// Log publishes signed checkpoints and proofs; nil disables them.
 	Log *treelog.Log
+	// KEKVersion reports the vault's key-encryption key version.
+	KEKVersion func() uint32
+	// WebhookStats reports a tenant's webhook figures for a period.
+	WebhookStats func(ctx context.Context, tenant string, since, until time.Time) (evidence.WebhookStats, error)
 }
 
 // Options configure the API.

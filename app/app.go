@@ -159,6 +159,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Ready:       a.Store.Ping,
 		Projected:   func() int64 { return a.Projector.Position(projections.CoreGroup.Name) },
 		Log:         a.Checkpoints,
+		KEKVersion: func() uint32 {
+			if r, err := v.Keyring(context.Background(), false); err == nil {
+				return r.Current()
+			}
+			return 0
+		},
 	}, api.Options{AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Version: cfg.Version, Log: log})
 	go a.housekeeping(idem, limiter)
 	return a, nil

@@ -174,18 +174,28 @@ func newAudit(e *env) *cobra.Command {
 }
 
 func newVerify(e *env) *cobra.Command {
-	return &cobra.Command{
+	var bundle, key, checkpoint string
+	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Recompute every hash of the ledger from stored bytes",
 		Long: `Recompute every event hash from the bytes stored in the ledger and check every
 link of every tenant's chain and the gapless global order. Exits 1, naming the
 first bad position, when anything was modified, inserted, deleted or reordered.
 Truncation of a tenant's newest events is only detectable against a signed
-checkpoint.`,
+checkpoint.
+
+With --bundle, verify an exported bundle offline instead, with no server and
+no database: the chain, the Merkle root, the checkpoint signature by the key
+you trust (--key), and, with --checkpoint, consistency with an older signed
+checkpoint you kept, which catches truncation and forks.`,
 		Example: `  haldir audit verify --data-dir ./haldir-data
-  DATABASE_URL=postgres://… haldir audit verify --json`,
+  DATABASE_URL=postgres://… haldir audit verify --json
+  haldir audit verify --bundle audit.bundle --key ./checkpoint-key.txt --checkpoint ./kept-checkpoint.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if bundle != "" {
+				return e.verifyBundle(bundle, key, checkpoint)
+			}
 			db, store, err := e.openLedger(cmd.Context())
 			if err != nil {
 				return err
@@ -236,6 +246,10 @@ checkpoint.`,
 			})
 		},
 	}
+	cmd.Flags().StringVar(&bundle, "bundle", "", "verify this exported bundle offline")
+	cmd.Flags().StringVar(&key, "key", "", "with --bundle: the verifier key you trust, inline or a file")
+	cmd.Flags().StringVar(&checkpoint, "checkpoint", "", "with --bundle: an older signed checkpoint you kept (file)")
+	return cmd
 }
 
 func newProjections(e *env) *cobra.Command {

@@ -110,6 +110,7 @@ Every command takes --json for scripts. Exit codes: 0 ok, 1 a check failed,
 		newReplay(e),
 		newTenants(e),
 		newVault(e),
+		newCompliance(e),
 		newInit(e),
 		newVersion(e),
 	)

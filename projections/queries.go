@@ -385,3 +385,13 @@ func (q *Queries) Vault(ctx context.Context, tenant, month string) (VaultCounts,
 	}
 	return v, err
 }
+
+// TenantName returns the tenant's name.
+func (q *Queries) TenantName(ctx context.Context, tenant string) (string, error) {
+	var n string
+	err := q.row(ctx, "SELECT name FROM tenants WHERE tenant_id = ?", tenant).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return n, err
+}

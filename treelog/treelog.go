@@ -250,3 +250,7 @@ func LoadSigningKey(configured, dataDir string) (skey string, generated bool, er
 	}
 	return skey, true, werr
 }
+
+// Signer returns the note signer, for other documents this server signs
+// with the same key (evidence packs).
+func (l *Log) Signer() note.Signer { return l.signer }

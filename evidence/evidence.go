@@ -1,0 +1,430 @@
+// Package evidence builds the compliance evidence pack: eight sections of
+// proof-of-control for one tenant and period, each anchored to a SOC 2
+// trust services criterion, derived from the tenant's ledger events.
+//
+// Sections 1–7 are a pure function of the events, the chain verdict, the
+// signed tree head and the webhook delivery figures, so a pack for a closed
+// period can be rebuilt later and must come out byte for byte the same.
+// Section 8 is the signature: the SHA-256 of the canonical JSON of
+// sections 1–7 (encoding/json of the Sections struct, whose field order is
+// fixed), signed with the server's Ed25519 checkpoint key as a signed note:
+//
+//	haldir.evidence/<tenant>
+//	<since, RFC 3339>
+//	<until, RFC 3339>
+//	sha256 <hex digest>
+//
+// The manifest beside the sections answers "is this population complete?":
+// the number of events of each type in the period and the tenant sequence
+// range they span.
+package evidence
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/transparency"
+)
+
+// Format names this pack layout.
+const Format = "haldir-evidence/v1"
+
+// Input is everything a pack is built from.
+type Input struct {
+	Tenant, TenantName string
+	// Since and Until bound the period: Since <= recorded_at < Until.
+	Since, Until time.Time
+	// Events are all of the tenant's events, in sequence order. Events
+	// before Since still count for state (keys, rules) at the period's
+	// start.
+	Events []events.Event
+	Chain  ChainStatus
+	// TreeHead is the newest signed checkpoint, if there is one.
+	TreeHead *transparency.Checkpoint
+	Webhooks WebhookStats
+	// KEKVersion is the vault's current key-encryption key version.
+	KEKVersion uint32
+}
+
+// ChainStatus is the verdict of verifying the tenant's hash chain.
+type ChainStatus struct {
+	Verified    bool   `json:"verified"`
+	Checked     int64  `json:"entries_checked"`
+	HeadHash    string `json:"head_hash,omitempty"`
+	FirstBadSeq int64  `json:"first_bad_seq,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// WebhookStats are the outbound alerting figures of the period.
+type WebhookStats struct {
+	Registered int   `json:"registered"`
+	Active     int   `json:"active"`
+	Attempts   int64 `json:"attempts"`
+	Delivered  int64 `json:"delivered"`
+	Failed     int64 `json:"failed"`
+}
+
+// Pack is an evidence pack.
+type Pack struct {
+	Format      string    `json:"format"`
+	GeneratedAt time.Time `json:"generated_at"`
+	Sections    Sections  `json:"sections"`
+	Manifest    Manifest  `json:"manifest"`
+	Signature   Signature `json:"signature"`
+}
+
+// Sections are the seven signed sections.
+type Sections struct {
+	Identity      Identity      `json:"identity"`
+	AccessControl AccessControl `json:"access_control"`
+	Encryption    Encryption    `json:"encryption"`
+	AuditTrail    AuditTrail    `json:"audit_trail"`
+	Spend         Spend         `json:"spend_governance"`
+	Approvals     Approvals     `json:"human_approvals"`
+	Alerting      Alerting      `json:"outbound_alerting"`
+}
+
+// Identity is section 1.
+type Identity struct {
+	TenantID   string `json:"tenant_id"`
+	TenantName string `json:"tenant_name"`
+	Edition    string `json:"edition"`
+	Since      string `json:"period_since"`
+	Until      string `json:"period_until"`
+}
+
+// Key is an API key as the evidence lists it.
+type Key struct {
+	Prefix    string   `json:"prefix"`
+	Name      string   `json:"name"`
+	Scopes    []string `json:"scopes"`
+	Wildcard  bool     `json:"wildcard"`
+	CreatedAt string   `json:"created_at"`
+	RevokedAt string   `json:"revoked_at,omitempty"`
+}
+
+// AccessControl is section 2 (CC6.1).
+type AccessControl struct {
+	Criterion         string `json:"soc2"`
+	KeysActiveAtEnd   int    `json:"keys_active_at_end"`
+	WildcardKeys      int    `json:"wildcard_keys_active_at_end"`
+	KeysCreated       int    `json:"keys_created_in_period"`
+	KeysRevoked       int    `json:"keys_revoked_in_period"`
+	Keys              []Key  `json:"keys"`
+	SessionsCreated   int64  `json:"sessions_created_in_period"`
+	SessionsRevoked   int64  `json:"sessions_revoked_in_period"`
+	SessionsWithCap   int64  `json:"sessions_with_spend_cap"`
+	ScopeModel        string `json:"scope_model"`
+	KeyStorage        string `json:"key_storage"`
+}
+
+// Encryption is section 3 (CC6.7).
+type Encryption struct {
+	Criterion       string `json:"soc2"`
+	Scheme          string `json:"scheme"`
+	AADBinding      string `json:"aad_binding"`
+	KeyDerivation   string `json:"key_derivation"`
+	KEKVersion      uint32 `json:"kek_version"`
+	SecretsAtEnd    int    `json:"secrets_at_end"`
+	VersionsStored  int64  `json:"versions_stored_in_period"`
+	Reads           int64  `json:"reads_in_period"`
+	ReadsRefused    int64  `json:"reads_refused_in_period"`
+	CryptoShredded  int64  `json:"secrets_deleted_in_period"`
+	PlaintextPolicy string `json:"plaintext_policy"`
+}
+
+// AuditTrail is section 4 (CC7.2).
+type AuditTrail struct {
+	Criterion      string                   `json:"soc2"`
+	EntriesPeriod  int64                    `json:"entries_in_period"`
+	EntriesTotal   int64                    `json:"entries_total"`
+	Flagged        int64                    `json:"flagged_in_period"`
+	Chain          ChainStatus              `json:"hash_chain"`
+	ChainAlgorithm string                   `json:"chain_algorithm"`
+	TreeHead       *transparency.Checkpoint `json:"signed_tree_head,omitempty"`
+}
+
+// Spend is section 5 (CC5.2).
+type Spend struct {
+	Criterion       string       `json:"soc2"`
+	Authorized      int64        `json:"payments_authorized"`
+	AuthorizedTotal domain.Money `json:"authorized_usd"`
+	Denied          int64        `json:"payments_denied"`
+	DeniedOverCap   int64        `json:"denied_over_budget"`
+	LoggedCost      domain.Money `json:"logged_cost_usd"`
+	Policy          string       `json:"policy"`
+}
+
+// Approvals is section 6 (CC8.1).
+type Approvals struct {
+	Criterion string `json:"soc2"`
+	Rules     int    `json:"rules_at_end"`
+	Requested int64  `json:"requested"`
+	Approved  int64  `json:"approved"`
+	Denied    int64  `json:"denied"`
+	Expired   int64  `json:"expired"`
+	Used      int64  `json:"used"`
+	Policy    string `json:"policy"`
+}
+
+// Alerting is section 7 (CC7.3).
+type Alerting struct {
+	Criterion   string       `json:"soc2"`
+	Webhooks    WebhookStats `json:"webhooks"`
+	SuccessRate string       `json:"delivery_success_rate"`
+	Signing     string       `json:"signing"`
+}
+
+// Manifest describes the population the pack covers.
+type Manifest struct {
+	EventCounts map[string]int64 `json:"event_counts"`
+	Events      int64            `json:"events_in_period"`
+	FirstSeq    int64            `json:"first_seq"`
+	LastSeq     int64            `json:"last_seq"`
+	Digest      string           `json:"sections_sha256"`
+}
+
+// Signature is section 8.
+type Signature struct {
+	Algorithm string `json:"algorithm"`
+	KeyID     string `json:"key_id"`
+	Note      string `json:"signed_note"`
+}
+
+const rfc = time.RFC3339
+
+func stamp(t time.Time) string { return t.UTC().Format(rfc) }
+
+// Build derives the sections and manifest from in. It does not sign.
+func Build(in Input) (Pack, error) {
+	if !in.Since.Before(in.Until) {
+		return Pack{}, domain.Invalid("until", "until must be after since")
+	}
+	p := Pack{Format: Format}
+	s := &p.Sections
+	s.Identity = Identity{TenantID: in.Tenant, TenantName: in.TenantName, Edition: "self-hosted", Since: stamp(in.Since), Until: stamp(in.Until)}
+	s.AccessControl = AccessControl{Criterion: "CC6.1",
+		ScopeModel: "every route requires <resource>:<read|write>; a key cannot mint a broader key; session scopes are hierarchical and a sibling never grants",
+		KeyStorage: "only the SHA-256 of each key is stored; keys are compared in constant time"}
+	s.Encryption = Encryption{Criterion: "CC6.7", Scheme: "AES-256-GCM envelope encryption: one random data key per secret version, wrapped by a versioned key-encryption key",
+		AADBinding:      "tenant, secret name and version, length-prefixed, on both the value and the wrapped data key",
+		KeyDerivation:   "HKDF-SHA256 from HALDIR_ENCRYPTION_KEY per KEK version",
+		KEKVersion:      in.KEKVersion,
+		PlaintextPolicy: "plaintext never enters the ledger, logs, errors or exports; deleting a secret destroys its data keys (crypto-shredding)"}
+	s.AuditTrail = AuditTrail{Criterion: "CC7.2", Chain: in.Chain, TreeHead: in.TreeHead,
+		ChainAlgorithm: "per-tenant SHA-256 chain over length-prefixed canonical event fields; RFC 6962 Merkle tree with Ed25519-signed checkpoints"}
+	s.Spend = Spend{Criterion: "CC5.2", Policy: "spend is decided on the session's stream with optimistic concurrency; a session without a cap cannot spend"}
+	s.Approvals = Approvals{Criterion: "CC8.1", Policy: "approvals are bound to the exact call, single-use and expiring; silence is never consent"}
+	s.Alerting = Alerting{Criterion: "CC7.3", Webhooks: in.Webhooks, Signing: "Standard Webhooks HMAC-SHA256 signatures"}
+	if in.Webhooks.Attempts > 0 {
+		s.Alerting.SuccessRate = fmt.Sprintf("%.2f%%", 100*float64(in.Webhooks.Delivered)/float64(in.Webhooks.Attempts))
+	} else {
+		s.Alerting.SuccessRate = "n/a (no deliveries in the period)"
+	}
+
+	keys := map[string]*Key{}
+	var keyOrder []string
+	secrets := map[string]bool{}
+	rules := 0
+	m := Manifest{EventCounts: map[string]int64{}}
+	for i := range in.Events {
+		e := &in.Events[i]
+		if e.Tenant != in.Tenant {
+			return Pack{}, fmt.Errorf("evidence: event %s belongs to another tenant", e.ID)
+		}
+		if !e.RecordedAt.Before(in.Until) {
+			break
+		}
+		inPeriod := !e.RecordedAt.Before(in.Since)
+		s.AuditTrail.EntriesTotal++
+		// State at the end of the period.
+		switch e.Type {
+		case domain.TypeKeyCreated:
+			var k domain.KeyCreated
+			if json.Unmarshal(e.Payload, &k) == nil {
+				keys[k.Prefix] = &Key{Prefix: k.Prefix, Name: k.Name, Scopes: k.Scopes, CreatedAt: stamp(e.RecordedAt)}
+				for _, sc := range k.Scopes {
+					keys[k.Prefix].Wildcard = keys[k.Prefix].Wildcard || sc == "*" || strings.HasSuffix(sc, ":*")
+				}
+				keyOrder = append(keyOrder, k.Prefix)
+				if inPeriod {
+					s.AccessControl.KeysCreated++
+				}
+			}
+		case domain.TypeKeyRevoked:
+			var k domain.KeyRevoked
+			if json.Unmarshal(e.Payload, &k) == nil && keys[k.Prefix] != nil {
+				keys[k.Prefix].RevokedAt = stamp(e.RecordedAt)
+				if inPeriod {
+					s.AccessControl.KeysRevoked++
+				}
+			}
+		case domain.TypeSecretStored:
+			var sec domain.SecretStored
+			if json.Unmarshal(e.Payload, &sec) == nil {
+				secrets[sec.Name] = true
+			}
+		case domain.TypeSecretDeleted:
+			var sec domain.SecretDeleted
+			if json.Unmarshal(e.Payload, &sec) == nil {
+				delete(secrets, sec.Name)
+			}
+		case domain.TypeApprovalRuleAdded:
+			rules++
+		}
+		if !inPeriod {
+			continue
+		}
+		m.EventCounts[e.Type]++
+		m.Events++
+		if m.FirstSeq == 0 {
+			m.FirstSeq = e.Seq
+		}
+		m.LastSeq = e.Seq
+		s.AuditTrail.EntriesPeriod++
+		switch e.Type {
+		case domain.TypeSessionCreated:
+			s.AccessControl.SessionsCreated++
+			var sc domain.SessionCreated
+			if json.Unmarshal(e.Payload, &sc) == nil && sc.SpendLimit > 0 {
+				s.AccessControl.SessionsWithCap++
+			}
+		case domain.TypeSessionRevoked:
+			s.AccessControl.SessionsRevoked++
+		case domain.TypeSecretStored:
+			s.Encryption.VersionsStored++
+		case domain.TypeSecretAccessed:
+			s.Encryption.Reads++
+		case domain.TypeSecretAccessDenied:
+			s.Encryption.ReadsRefused++
+			s.AuditTrail.Flagged++
+		case domain.TypeSecretDeleted:
+			s.Encryption.CryptoShredded++
+		case domain.TypePaymentAuthorized:
+			var pa domain.PaymentAuthorized
+			if json.Unmarshal(e.Payload, &pa) == nil {
+				s.Spend.Authorized++
+				s.Spend.AuthorizedTotal += pa.Amount
+			}
+		case domain.TypePaymentDenied:
+			s.Spend.Denied++
+			s.AuditTrail.Flagged++
+			var pd domain.PaymentDenied
+			if json.Unmarshal(e.Payload, &pd) == nil && pd.Code == domain.CodeBudgetExceeded {
+				s.Spend.DeniedOverCap++
+			}
+		case domain.TypeAuditLogged:
+			var al domain.AuditLogged
+			if json.Unmarshal(e.Payload, &al) == nil {
+				s.Spend.LoggedCost += al.CostUSD
+				if al.Flagged {
+					s.AuditTrail.Flagged++
+				}
+			}
+		case domain.TypeApprovalRequested:
+			s.Approvals.Requested++
+		case domain.TypeApprovalApproved:
+			s.Approvals.Approved++
+		case domain.TypeApprovalDenied:
+			s.Approvals.Denied++
+		case domain.TypeApprovalExpired:
+			s.Approvals.Expired++
+		case domain.TypeApprovalConsumed:
+			s.Approvals.Used++
+		}
+	}
+	for _, prefix := range keyOrder {
+		k := keys[prefix]
+		s.AccessControl.Keys = append(s.AccessControl.Keys, *k)
+		if k.RevokedAt == "" {
+			s.AccessControl.KeysActiveAtEnd++
+			if k.Wildcard {
+				s.AccessControl.WildcardKeys++
+			}
+		}
+	}
+	s.Encryption.SecretsAtEnd = len(secrets)
+	s.Approvals.Rules = rules
+	digest, err := Digest(p.Sections)
+	if err != nil {
+		return Pack{}, err
+	}
+	m.Digest = digest
+	p.Manifest = m
+	return p, nil
+}
+
+// Digest returns the hex SHA-256 of the canonical JSON of sections.
+func Digest(s Sections) (string, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return "", fmt.Errorf("evidence: encode sections: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// statement is the text the signature covers.
+func statement(p *Pack) string {
+	return fmt.Sprintf("haldir.evidence/%s\n%s\n%s\nsha256 %s\n", p.Sections.Identity.TenantID, p.Sections.Identity.Since, p.Sections.Identity.Until, p.Manifest.Digest)
+}
+
+// Sign signs the pack's digest, filling section 8.
+func Sign(p *Pack, signer note.Signer, keyID string) error {
+	msg, err := note.Sign(&note.Note{Text: statement(p)}, signer)
+	if err != nil {
+		return fmt.Errorf("evidence: sign: %w", err)
+	}
+	p.Signature = Signature{Algorithm: "Ed25519 signed note (golang.org/x/mod/sumdb/note)", KeyID: keyID, Note: string(msg)}
+	return nil
+}
+
+// Errors of Verify.
+var (
+	ErrDigest    = errors.New("evidence: the sections do not match the signed digest (the pack was modified)")
+	ErrSignature = errors.New("evidence: the signature does not verify with the trusted key")
+)
+
+// Verify checks a pack someone holds: the digest of its sections, and the
+// signature over that digest with the trusted verifier key vkey.
+func Verify(p *Pack, vkey string) error {
+	digest, err := Digest(p.Sections)
+	if err != nil {
+		return err
+	}
+	if digest != p.Manifest.Digest {
+		return ErrDigest
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return fmt.Errorf("evidence: verifier key: %w", err)
+	}
+	n, err := note.Open([]byte(p.Signature.Note), note.VerifierList(v))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrSignature, err)
+	}
+	if n.Text != statement(p) {
+		return fmt.Errorf("%w: it signs another pack", ErrSignature)
+	}
+	return nil
+}
+
+// sortedTypes returns the manifest's event types in name order.
+func (m Manifest) sortedTypes() []string {
+	out := make([]string, 0, len(m.EventCounts))
+	for t := range m.EventCounts {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
