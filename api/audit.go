@@ -5,7 +5,6 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 
 	"github.com/haldir-dev/haldir/domain"
-	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/projections"
 )
 
@@ -120,16 +118,14 @@ func (s *Server) spend(c *call) (int, any, error) {
 }
 
 func (s *Server) verify(c *call) (int, any, error) {
-	r, err := events.VerifyTenant(c.ctx, s.deps.Store, c.tenant, nil)
-	var ve *events.VerifyError
-	if errors.As(err, &ve) {
-		return http.StatusOK, map[string]any{"verified": false, "entries_checked": ve.Seq - 1, "first_bad_seq": ve.Seq, "reason": ve.Reason}, nil
-	}
+	v, err := s.verifyChain(c.ctx, c.tenant, true)
 	if err != nil {
 		return 0, nil, err
 	}
-	head := r.Heads[c.tenant]
-	return http.StatusOK, map[string]any{"verified": true, "entries_checked": r.Checked, "head_hash": hex.EncodeToString(head.Hash[:])}, nil
+	if !v.Verified {
+		return http.StatusOK, map[string]any{"verified": false, "entries_checked": v.Checked, "first_bad_seq": v.FirstBadSeq, "reason": v.Reason}, nil
+	}
+	return http.StatusOK, map[string]any{"verified": true, "entries_checked": v.Checked, "head_hash": v.HeadHash}, nil
 }
 
 // hashingWriter hashes everything written through it.

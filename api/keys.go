@@ -55,6 +55,10 @@ func keyBody(k commands.NewKey, tenant string) map[string]any {
 		"rate_limit": k.RateLimit, "tenant_id": tenant, "created_at": formatTime(k.Created.RecordedAt)}
 }
 
+func (s *Server) whoami(c *call) (int, any, error) {
+	return http.StatusOK, map[string]any{"tenant_id": c.tenant, "prefix": c.key.Prefix, "name": c.key.Name, "scopes": c.key.Scopes}, nil
+}
+
 func (s *Server) listKeys(c *call) (int, any, error) {
 	keys, err := s.deps.Queries.Keys(c.ctx, c.tenant)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/gorilla/mux"
+
+	"github.com/haldir-dev/haldir/domain"
 )
 
 var pathParam = regexp.MustCompile(`\{(\w+)\}`)
@@ -42,7 +44,9 @@ func (s *Server) openAPIDocument() map[string]any {
 			op["security"] = []any{map[string]any{"operatorToken": []any{}}}
 		default:
 			op["security"] = []any{map[string]any{"bearerKey": []any{}}, map[string]any{"apiKeyHeader": []any{}}}
-			op["x-required-scope"] = rt.need.String()
+			if rt.need != (domain.Need{}) {
+				op["x-required-scope"] = rt.need.String()
+			}
 		}
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(rt.path, -1) {

@@ -19,6 +19,7 @@ func (s *Server) routeTable() []route {
 		{method: get, path: "/metrics", auth: authOperator, summary: "Prometheus metrics (operator token)", stream: s.prometheus},
 		{method: get, path: "/openapi.json", auth: authNone, summary: "This OpenAPI document", handle: s.openapi},
 
+		{method: get, path: "/v1/whoami", summary: "The calling key's tenant, prefix and scopes (any valid key)", handle: s.whoami},
 		{method: post, path: "/v1/tenants", auth: authOperator, summary: "Create a tenant and its first key (operator token)", handle: s.createTenant, secretResponse: true},
 		{method: post, path: "/v1/keys", auth: authBootstrap, need: need(domain.Admin, domain.Write), summary: "Create an API key", handle: s.createKey, secretResponse: true},
 		{method: get, path: "/v1/keys", need: need(domain.Admin, domain.Read), summary: "List API keys", handle: s.listKeys},

@@ -81,6 +81,7 @@ type Server struct {
 	routes  []route
 	auth    *authenticator
 	metrics *metrics
+	chains  chains
 	started time.Time
 }
 
@@ -138,6 +139,7 @@ func New(deps Deps, opts Options) *Server {
 	}
 	s := &Server{deps: deps, opts: opts, log: opts.Log, now: func() time.Time { return opts.Now().UTC() }, started: time.Now()}
 	s.auth = newAuthenticator(deps.Queries, s.now)
+	s.chains.m = map[string]chainVerdict{}
 	s.metrics = newMetrics()
 	s.router = mux.NewRouter()
 	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -288,7 +290,7 @@ func (s *Server) prepare(c *call) error {
 			return domain.Errorf(domain.CodeUnsupportedMedia, "send the body as application/json, not %q", truncate(ct, 60))
 		}
 	}
-	if c.key != nil && !c.key.Scopes.Allows(c.route.need) {
+	if c.key != nil && c.route.need != (domain.Need{}) && !c.key.Scopes.Allows(c.route.need) {
 		refusal := &domain.Error{Code: domain.CodeInsufficientScope,
 			Message: fmt.Sprintf("this key lacks the %s scope that %s %s requires", c.route.need, c.route.method, c.route.path),
 			Extra:   map[string]any{"required": c.route.need.String(), "granted": []string(c.key.Scopes)}}

@@ -59,6 +59,14 @@ func (s *Server) overview(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	chain, err := s.verifyChain(c.ctx, c.tenant, false)
+	if err != nil {
+		return 0, nil, err
+	}
+	chainStatus := "verified"
+	if !chain.Verified {
+		chainStatus = "broken"
+	}
 	overall, _, _, _ := s.componentStatus(c.ctx)
 	return http.StatusOK, map[string]any{
 		"tenant_id":    c.tenant,
@@ -67,7 +75,7 @@ func (s *Server) overview(c *call) (int, any, error) {
 		"actions":      map[string]any{"this_month": u.Actions, "month": now.Format("2006-01")},
 		"spend":        map[string]any{"this_month_usd": u.Spend},
 		"sessions":     map[string]any{"active": counts.SessionsActive, "total": counts.SessionsTotal, "active_agents": counts.ActiveAgents},
-		"audit":        map[string]any{"entries": counts.AuditEntries, "flagged_7d": counts.Flagged7d},
+		"audit":        map[string]any{"entries": counts.AuditEntries, "flagged_7d": counts.Flagged7d, "chain": chainStatus, "chain_checked_at": formatTime(chain.at)},
 		"keys":         map[string]any{"active": counts.Keys},
 		"vault":        map[string]any{"secrets": v.Secrets, "accesses_this_month": v.Accesses, "denials_this_month": v.Denials},
 		"approvals":    map[string]any{"pending": ap.Pending, "approved": ap.Approved, "denied": ap.Denied, "expired": ap.Expired},

@@ -169,16 +169,19 @@ func newAudit(e *env) *cobra.Command {
 		Short:   "Inspect and verify the audit ledger",
 		Example: "  haldir audit verify --data-dir ./haldir-data",
 	}
-	cmd.AddCommand(newVerify(e))
+	cmd.AddCommand(newVerify(e), newTail(e), newLog(e), newTrail(e), newSpend(e), newExport(e), newProve(e), newConsistency(e))
 	return cmd
 }
 
 func newVerify(e *env) *cobra.Command {
 	var bundle, key, checkpoint string
+	var local bool
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Recompute every hash of the ledger from stored bytes",
-		Long: `Recompute every event hash from the bytes stored in the ledger and check every
+		Short: "Recompute every hash of the ledger from stored bytes (server or local store)",
+		Long: `Against the server (the default): ask it to verify your tenant's chain.
+
+With --data-dir, DATABASE_URL or --local: recompute every event hash from the bytes stored in the ledger and check every
 link of every tenant's chain and the gapless global order. Exits 1, naming the
 first bad position, when anything was modified, inserted, deleted or reordered.
 Truncation of a tenant's newest events is only detectable against a signed
@@ -195,6 +198,10 @@ checkpoint you kept, which catches truncation and forks.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if bundle != "" {
 				return e.verifyBundle(bundle, key, checkpoint)
+			}
+			if !local && !cmd.Flags().Changed("data-dir") && !cmd.Flags().Changed("database-url") &&
+				os.Getenv("HALDIR_DATA_DIR") == "" && os.Getenv("DATABASE_URL") == "" && os.Getenv("HALDIR_DATABASE_URL") == "" {
+				return e.verifyRemote(cmd)
 			}
 			db, store, err := e.openLedger(cmd.Context())
 			if err != nil {
@@ -247,6 +254,7 @@ checkpoint you kept, which catches truncation and forks.`,
 		},
 	}
 	cmd.Flags().StringVar(&bundle, "bundle", "", "verify this exported bundle offline")
+	cmd.Flags().BoolVar(&local, "local", false, "verify the local store (--data-dir or DATABASE_URL), not via the server")
 	cmd.Flags().StringVar(&key, "key", "", "with --bundle: the verifier key you trust, inline or a file")
 	cmd.Flags().StringVar(&checkpoint, "checkpoint", "", "with --bundle: an older signed checkpoint you kept (file)")
 	return cmd
@@ -374,4 +382,25 @@ func newTenants(e *env) *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// verifyRemote asks the server to verify the key's tenant chain.
+func (e *env) verifyRemote(cmd *cobra.Command) error {
+	var r map[string]any
+	if err := e.call(cmd.Context(), "GET", "/v1/audit/verify", nil, &r); err != nil {
+		return err
+	}
+	if err := e.show(r, func(w io.Writer, r map[string]any) {
+		if r["verified"] == true {
+			fmt.Fprintf(w, "✓ chain verified by the server: %v entries, head %v\n", r["entries_checked"], r["head_hash"])
+			return
+		}
+		fmt.Fprintf(w, "✗ chain BROKEN at seq %v: %v\n", r["first_bad_seq"], r["reason"])
+	}); err != nil {
+		return err
+	}
+	if r["verified"] != true {
+		return &exitError{code: ExitCheckFailed, err: fmt.Errorf("verification failed at seq %v", r["first_bad_seq"])}
+	}
+	return nil
 }

@@ -122,5 +122,6 @@ was modified or is signed by another key.`,
 	}
 	verify.Flags().StringVar(&key, "key", "", "the verifier key you trust, inline or a file")
 	cmd.AddCommand(verify)
+	newComplianceRemote(e, cmd)
 	return cmd
 }

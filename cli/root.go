@@ -38,7 +38,12 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
 func fail(code int, format string, args ...any) error {
@@ -102,6 +107,7 @@ Every command takes --json for scripts. Exit codes: 0 ok, 1 a check failed,
 	pf.String("config", "", "config file (YAML, JSON or TOML); default ./haldir.yaml when present")
 	pf.String("data-dir", "./haldir-data", "embedded store directory (env HALDIR_DATA_DIR)")
 	pf.String("database-url", "", "Postgres URL; selects Postgres over the embedded store (env DATABASE_URL)")
+	pf.String("base-url", "", "the Haldir server for remote commands (env HALDIR_BASE_URL; default from 'haldir login', else "+DefaultBaseURL+")")
 	root.AddCommand(
 		newServe(e),
 		newMigrate(e),
@@ -111,6 +117,16 @@ Every command takes --json for scripts. Exit codes: 0 ok, 1 a check failed,
 		newTenants(e),
 		newVault(e),
 		newCompliance(e),
+		newLogin(e),
+		newWhoami(e),
+		newOverview(e),
+		newStatus(e),
+		newReady(e),
+		newKeys(e),
+		newSession(e),
+		newSecret(e),
+		newPay(e),
+		newApprovals(e),
 		newInit(e),
 		newVersion(e),
 	)

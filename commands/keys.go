@@ -177,6 +177,15 @@ func (s *Service) CreateKey(ctx context.Context, a Actor, creator domain.KeyScop
 	}
 }
 
+// RecordVerificationFailure appends that the tenant's chain failed to
+// verify at firstBadSeq.
+func (s *Service) RecordVerificationFailure(ctx context.Context, a Actor, firstBadSeq int64, reason string) error {
+	_, err := s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.VerificationStream, ExpectedVersion: events.AnyVersion,
+		Type: domain.TypeVerificationFailed, Payload: encode(domain.VerificationFailed{FirstBadSeq: firstBadSeq, Reason: reason}),
+		Meta: events.Metadata{Actor: a.KeyPrefix, RequestID: a.RequestID}})
+	return err
+}
+
 // RevokeKey revokes one of the tenant's keys. Revoking twice is harmless.
 func (s *Service) RevokeKey(ctx context.Context, a Actor, prefix string) error {
 	if len(prefix) != keyPrefixLen {

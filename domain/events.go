@@ -17,7 +17,20 @@ const (
 	TypePaymentAuthorized = "payment.authorized"
 	TypePaymentDenied     = "payment.denied"
 	TypeAuditLogged       = "audit.logged"
+	// TypeVerificationFailed records that a tenant's hash chain failed to
+	// verify; it is appended (onto the broken chain) so webhooks and the
+	// evidence pack hear of it.
+	TypeVerificationFailed = "audit.verification_failed"
 )
+
+// VerificationFailed records a broken chain.
+type VerificationFailed struct {
+	FirstBadSeq int64  `json:"first_bad_seq"`
+	Reason      string `json:"reason"`
+}
+
+// VerificationStream is the tenant stream of verification failures.
+const VerificationStream = "audit-verification"
 
 // InstallTenant is the pseudo-tenant that owns install-wide streams. No API
 // key belongs to it.

@@ -159,6 +159,11 @@ func Describe(e *events.Event) AuditEntry {
 		}
 	case domain.TypeApprovalApproved, domain.TypeApprovalDenied, domain.TypeApprovalExpired, domain.TypeApprovalConsumed, domain.TypeApprovalRuleAdded:
 		a.Tool, a.Action = "approvals", strings.TrimPrefix(e.Type, "approval.")
+	case domain.TypeVerificationFailed:
+		if p, err := decode[domain.VerificationFailed](e); err == nil {
+			a.Tool, a.Action = "haldir", "verification_failed"
+			a.Flagged, a.FlagReason = true, fmt.Sprintf("the hash chain failed to verify at seq %d: %s", p.FirstBadSeq, p.Reason)
+		}
 	case domain.TypePaymentDenied:
 		if p, err := decode[domain.PaymentDenied](e); err == nil {
 			a.SessionID, a.AgentID, a.Tool, a.Action = p.SessionID, p.AgentID, "payments", "deny"

@@ -47,15 +47,14 @@ type Option func(*app.Config)
 // ends.
 func Start(t testing.TB, backend string, opts ...Option) *Server {
 	t.Helper()
-	cfg := app.Config{AdminToken: AdminToken, Version: "test"}
+	cfg := app.Config{AdminToken: AdminToken, Version: "test", EncryptionKey: vault.GenerateMasterKey()}
+	cfg.SigningKey, _, _ = transparency.GenerateSigningKey("haldir-test")
 	switch backend {
 	case "sqlite":
 		cfg.DataDir = t.TempDir()
 	case "postgres":
 		cfg.DatabaseURL = sqltest.NewPostgresDatabase(t)
 		cfg.PGMaxConns = 12
-		cfg.EncryptionKey = vault.GenerateMasterKey()
-		cfg.SigningKey, _, _ = transparency.GenerateSigningKey("haldir-test")
 	default:
 		t.Fatalf("apptest: unknown backend %q", backend)
 	}
