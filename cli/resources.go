@@ -47,7 +47,9 @@ func newKeys(e *env) *cobra.Command {
 			fmt.Fprintf(w, "%v keys\n", r["count"])
 		})
 	revoke := e.simple("revoke PREFIX", "Revoke an API key", "  haldir keys revoke hld_AbCdEfGh", cobra.ExactArgs(1),
-		func(_ *cobra.Command, a []string) (string, string, any, error) { return "DELETE", "/v1/keys/" + pathEsc(a[0]), nil, nil },
+		func(_ *cobra.Command, a []string) (string, string, any, error) {
+			return "DELETE", "/v1/keys/" + pathEsc(a[0]), nil, nil
+		},
 		func(w io.Writer, r map[string]any) { fmt.Fprintf(w, "revoked %v\n", r["prefix"]) })
 	return group("keys", "Manage API keys", "  haldir keys list", list, create, revoke)
 }
@@ -96,9 +98,13 @@ func newSession(e *env) *cobra.Command {
 	create.Flags().IntVar(&ttl, "ttl", 3600, "lifetime in seconds")
 	create.Flags().Float64Var(&limit, "spend-limit", 0, "spend cap in USD")
 	get := e.simple("get SESSION_ID", "Show a session", "  haldir session get ses_…", cobra.ExactArgs(1),
-		func(_ *cobra.Command, a []string) (string, string, any, error) { return "GET", "/v1/sessions/" + pathEsc(a[0]), nil, nil }, sessionLine)
+		func(_ *cobra.Command, a []string) (string, string, any, error) {
+			return "GET", "/v1/sessions/" + pathEsc(a[0]), nil, nil
+		}, sessionLine)
 	revoke := e.simple("revoke SESSION_ID", "Revoke a session", "  haldir session revoke ses_…", cobra.ExactArgs(1),
-		func(_ *cobra.Command, a []string) (string, string, any, error) { return "DELETE", "/v1/sessions/" + pathEsc(a[0]), nil, nil },
+		func(_ *cobra.Command, a []string) (string, string, any, error) {
+			return "DELETE", "/v1/sessions/" + pathEsc(a[0]), nil, nil
+		},
 		func(w io.Writer, r map[string]any) { fmt.Fprintf(w, "revoked %v\n", r["session_id"]) })
 	check := &cobra.Command{
 		Use: "check SESSION_ID SCOPE", Short: "Check whether a session grants a scope (exit 1 when not)", Example: "  haldir session check ses_… write:files",
@@ -183,8 +189,12 @@ other users could see it.`,
 			fmt.Fprintf(w, "%v secrets\n", r["count"])
 		})
 	del := e.simple("delete NAME", "Delete a secret: its data keys are destroyed", "  haldir secret delete stripe_key", cobra.ExactArgs(1),
-		func(_ *cobra.Command, a []string) (string, string, any, error) { return "DELETE", "/v1/secrets/" + pathEsc(a[0]), nil, nil },
-		func(w io.Writer, r map[string]any) { fmt.Fprintf(w, "deleted %v; its plaintext is unrecoverable\n", r["name"]) })
+		func(_ *cobra.Command, a []string) (string, string, any, error) {
+			return "DELETE", "/v1/secrets/" + pathEsc(a[0]), nil, nil
+		},
+		func(w io.Writer, r map[string]any) {
+			fmt.Fprintf(w, "deleted %v; its plaintext is unrecoverable\n", r["name"])
+		})
 	return group("secret", "Manage vault secrets", "  haldir secret list", store, get, list, del)
 }
 
@@ -284,7 +294,9 @@ func newComplianceRemote(e *env, cmd *cobra.Command) {
 	evidence.Flags().StringVar(&format, "format", "", "json or markdown (default from --out's extension)")
 	evidence.Flags().StringVar(&out, "out", "", "output file (default stdout)")
 	score := e.simple("score", "The compliance posture score", "  haldir compliance score", cobra.NoArgs,
-		func(*cobra.Command, []string) (string, string, any, error) { return "GET", "/v1/compliance/score", nil, nil },
+		func(*cobra.Command, []string) (string, string, any, error) {
+			return "GET", "/v1/compliance/score", nil, nil
+		},
 		func(w io.Writer, r map[string]any) {
 			fmt.Fprintf(w, "posture score %v/100\n", r["score"])
 			checks, _ := r["checks"].([]any)

@@ -115,17 +115,17 @@ type Key struct {
 
 // AccessControl is section 2 (CC6.1).
 type AccessControl struct {
-	Criterion         string `json:"soc2"`
-	KeysActiveAtEnd   int    `json:"keys_active_at_end"`
-	WildcardKeys      int    `json:"wildcard_keys_active_at_end"`
-	KeysCreated       int    `json:"keys_created_in_period"`
-	KeysRevoked       int    `json:"keys_revoked_in_period"`
-	Keys              []Key  `json:"keys"`
-	SessionsCreated   int64  `json:"sessions_created_in_period"`
-	SessionsRevoked   int64  `json:"sessions_revoked_in_period"`
-	SessionsWithCap   int64  `json:"sessions_with_spend_cap"`
-	ScopeModel        string `json:"scope_model"`
-	KeyStorage        string `json:"key_storage"`
+	Criterion       string `json:"soc2"`
+	KeysActiveAtEnd int    `json:"keys_active_at_end"`
+	WildcardKeys    int    `json:"wildcard_keys_active_at_end"`
+	KeysCreated     int    `json:"keys_created_in_period"`
+	KeysRevoked     int    `json:"keys_revoked_in_period"`
+	Keys            []Key  `json:"keys"`
+	SessionsCreated int64  `json:"sessions_created_in_period"`
+	SessionsRevoked int64  `json:"sessions_revoked_in_period"`
+	SessionsWithCap int64  `json:"sessions_with_spend_cap"`
+	ScopeModel      string `json:"scope_model"`
+	KeyStorage      string `json:"key_storage"`
 }
 
 // Encryption is section 3 (CC6.7).
