@@ -171,7 +171,10 @@ func TestSecretPlaintextAppearsNowhere(t *testing.T) {
 					}
 				}
 			}
-			check("the server log", logs.Bytes())
+			mu.Lock()
+			logged := append([]byte(nil), logs.Bytes()...)
+			mu.Unlock()
+			check("the server log", logged)
 			check("the JSONL export", export)
 			check("the CSV export", csvExport)
 			scanned := 0
@@ -205,10 +208,10 @@ func TestSecretPlaintextAppearsNowhere(t *testing.T) {
 			if stored == 0 {
 				t.Errorf("the control value was found in no stored file or table (scanned %v): the scan proves nothing", found)
 			}
-			if logs.Len() == 0 {
+			if len(logged) == 0 {
 				t.Error("the server logged nothing: the log scan proves nothing")
 			}
-			t.Logf("scanned %d bytes of stored data, %d bytes of logs, %d+%d bytes of exports", scanned, logs.Len(), len(export), len(csvExport))
+			t.Logf("scanned %d bytes of stored data, %d bytes of logs, %d+%d bytes of exports", scanned, len(logged), len(export), len(csvExport))
 			_ = db
 
 			// Unrecoverable: reopen the store with the master key; no data key

@@ -105,6 +105,8 @@ type App struct {
 
 	stop chan struct{}
 	done chan struct{}
+	// projected is closed when the projector's Run returns.
+	projected chan struct{}
 }
 
 // Open opens the store, starts the projections and builds the API.
@@ -113,7 +115,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{})}
+	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{}), projected: make(chan struct{})}
 	if a.Store, err = sqlstore.Open(ctx, db); err != nil {
 		db.Close()
 		return nil, err
@@ -124,6 +126,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	go func() {
+		defer close(a.projected)
 		if err := a.Projector.Run(context.Background()); err != nil {
 			log.Error("projections stopped", "err", err)
 		}
@@ -248,6 +251,11 @@ func (a *App) Close() error {
 	close(a.stop)
 	<-a.done
 	err := a.Projector.Close()
+	select {
+	case <-a.projected: // Run has returned: nothing logs or writes after Close
+	case <-time.After(30 * time.Second):
+		err = errors.Join(err, errors.New("app: the projector did not stop within 30 s"))
+	}
 	err = errors.Join(err, a.Store.Close())
 	return errors.Join(err, a.DB.Close())
 }
