@@ -131,7 +131,7 @@ type runner struct {
 	db    *sqldb.DB
 	log   *slog.Logger
 
-	tx      *sql.Tx
+	tx      *sqldb.RelaxedTx
 	ptx     *Tx
 	applied int64 // last position applied in tx (or the checkpoint at its start)
 	pending int   // events applied in tx
@@ -203,23 +203,26 @@ func (r *runner) handle(m *message.Message) error {
 	return nil
 }
 
+// begin starts a batch. Its commit is not flushed to disk: a read model
+// moves atomically with its checkpoint, so a power loss can only roll back
+// whole batches, which the ledger replays (see sqldb.RelaxedTx).
 func (r *runner) begin(ctx context.Context) error {
-	tx, err := r.db.Write.BeginTx(ctx, nil)
+	tx, err := r.db.BeginRelaxed(ctx)
 	if err != nil {
 		return fmt.Errorf("projections: begin: %w", err)
 	}
-	pos, err := readCheckpoint(ctx, tx, r.db.Dialect, r.group.Name, true)
+	pos, err := readCheckpoint(ctx, tx.Tx, r.db.Dialect, r.group.Name, true)
 	if err != nil {
 		tx.Rollback()
 		return err
 	}
-	r.tx, r.ptx, r.applied, r.pending = tx, newTx(tx, r.db, ""), pos, 0
+	r.tx, r.ptx, r.applied, r.pending = tx, newTx(tx.Tx, r.db, ""), pos, 0
 	return nil
 }
 
 func (r *runner) commit(ctx context.Context) error {
 	if r.pending > 0 {
-		if _, err := r.db.ExecTx(ctx, r.tx, r.db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"),
+		if _, err := r.db.ExecTx(ctx, r.tx.Tx, r.db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"),
 			r.applied, time.Now().UnixNano(), r.group.Name); err != nil {
 			r.rollback()
 			return fmt.Errorf("projections: move checkpoint: %w", err)
