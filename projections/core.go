@@ -203,20 +203,49 @@ func boolInt(b bool) int {
 }
 
 // Usage counts each tenant's governed actions and spend per calendar month
-// (UTC).
+// (UTC), summed per transaction and written once (Flush).
 type Usage struct{}
+
+type usageKey struct{ tenant, month string }
+
+type usageSum struct {
+	actions int64
+	spend   domain.Money
+}
 
 // Tables implements Handler.
 func (Usage) Tables() []string { return []string{"usage_monthly"} }
+
+func usageBatch(tx *Tx) map[usageKey]*usageSum {
+	return Batch(tx, "usage", func() map[usageKey]*usageSum { return map[usageKey]*usageSum{} })
+}
 
 // Apply implements Handler.
 func (Usage) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
 	if !domain.CountsAsAction(e.Type) {
 		return nil
 	}
-	a := tx.Describe(e)
-	_, err := tx.Exec(ctx, `INSERT INTO {usage_monthly} (tenant_id, month, action_count, spend) VALUES (?, ?, 1, ?)
-ON CONFLICT (tenant_id, month) DO UPDATE SET action_count = {usage_monthly}.action_count + 1, spend = {usage_monthly}.spend + excluded.spend`,
-		e.Tenant, e.RecordedAt.Format("2006-01"), int64(a.Cost))
-	return err
+	b := usageBatch(tx)
+	k := usageKey{e.Tenant, e.RecordedAt.Format("2006-01")}
+	s := b[k]
+	if s == nil {
+		s = &usageSum{}
+		b[k] = s
+	}
+	s.actions++
+	s.spend += tx.Describe(e).Cost
+	return nil
+}
+
+// Flush implements Flusher.
+func (Usage) Flush(ctx context.Context, tx *Tx) error {
+	for k, s := range usageBatch(tx) {
+		if _, err := tx.Exec(ctx, `INSERT INTO {usage_monthly} (tenant_id, month, action_count, spend) VALUES (?, ?, ?, ?)
+ON CONFLICT (tenant_id, month) DO UPDATE SET action_count = {usage_monthly}.action_count + excluded.action_count, spend = {usage_monthly}.spend + excluded.spend`,
+			k.tenant, k.month, s.actions, int64(s.spend)); err != nil {
+			return err
+		}
+	}
+	clear(usageBatch(tx))
+	return nil
 }

@@ -39,6 +39,26 @@ type Handler interface {
 	Apply(ctx context.Context, tx *Tx, e *events.Event) error
 }
 
+// Flusher is implemented by handlers that aggregate a transaction's events
+// in memory (in Tx.Batch) and write them once, at the end: Flush is called
+// once per transaction, after the last Apply and before the checkpoint
+// moves, also when nothing was applied.
+type Flusher interface {
+	Flush(ctx context.Context, tx *Tx) error
+}
+
+// flush calls every Flusher of g, in order.
+func flush(ctx context.Context, g Group, tx *Tx) error {
+	for _, h := range g.Handlers {
+		if f, ok := h.(Flusher); ok {
+			if err := f.Flush(ctx, tx); err != nil {
+				return fmt.Errorf("projections: %s: flush: %w", g.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
 // Group is a named, ordered set of handlers sharing one checkpoint.
 type Group struct {
 	Name     string
@@ -221,6 +241,10 @@ func (r *runner) begin(ctx context.Context) error {
 }
 
 func (r *runner) commit(ctx context.Context) error {
+	if err := flush(ctx, r.group, r.ptx); err != nil {
+		r.rollback()
+		return err
+	}
 	if r.pending > 0 {
 		if _, err := r.db.ExecTx(ctx, r.tx.Tx, r.db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"),
 			r.applied, time.Now().UnixNano(), r.group.Name); err != nil {
@@ -293,6 +317,27 @@ type Tx struct {
 	// handlers of a group decode its payload once.
 	describedAt int64
 	described   AuditEntry
+	// batch holds what Flushers accumulate during the transaction.
+	batch map[string]any
+}
+
+// Batch returns the transaction's accumulator named key, made by init on
+// first use. It is discarded with the transaction.
+func Batch[T any](t *Tx, key string, init func() T) T {
+	if t.batch == nil {
+		t.batch = map[string]any{}
+	}
+	v, ok := t.batch[key]
+	if !ok {
+		v = init()
+		t.batch[key] = v
+	}
+	return v.(T)
+}
+
+// Query runs a query returning rows.
+func (t *Tx) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.rewrite(q), args...)
 }
 
 func newTx(tx *sql.Tx, db *sqldb.DB, prefix string) *Tx {

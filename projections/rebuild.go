@@ -68,6 +68,9 @@ func Rebuild(ctx context.Context, db *sqldb.DB, store events.Store, g Group, pro
 			break
 		}
 	}
+	if err := flush(ctx, g, ptx); err != nil {
+		return 0, err
+	}
 	for _, t := range g.Tables() {
 		for _, q := range []string{"DELETE FROM " + t, "INSERT INTO " + t + " SELECT * FROM " + rebuildPrefix + t} {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
@@ -169,6 +172,10 @@ func replay(ctx context.Context, db *sqldb.DB, store events.Store, g Group, pref
 				tx.Rollback()
 				return pos, err
 			}
+		}
+		if err := flush(ctx, g, ptx); err != nil {
+			tx.Rollback()
+			return pos, err
 		}
 		if err := tx.Commit(); err != nil {
 			return pos, err

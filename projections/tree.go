@@ -14,39 +14,70 @@ import (
 )
 
 // Tree maintains each tenant's Merkle tree over its event hashes: the tlog
-// stored hashes a new leaf adds, computed as the event is projected, so no
-// request ever rebuilds a tree.
+// stored hashes new leaves add, computed as events are projected, so no
+// request ever rebuilds a tree. A transaction's leaves of one tenant are
+// consecutive; they are collected by Apply and hashed in one pass by Flush.
 type Tree struct{}
+
+// leafRun is a tenant's consecutive new leaves in a transaction.
+type leafRun struct {
+	first  int64 // seq of the first leaf
+	hashes []events.Hash
+}
 
 // Tables implements Handler.
 func (Tree) Tables() []string { return []string{"tree_hashes", "tree_sizes"} }
 
+func treeBatch(tx *Tx) map[string]*leafRun {
+	return Batch(tx, "tree", func() map[string]*leafRun { return map[string]*leafRun{} })
+}
+
 // Apply implements Handler.
 func (Tree) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
-	n := e.Seq - 1
-	read := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(indexes))
-		for i, idx := range indexes {
-			var b []byte
-			if err := tx.QueryRow(ctx, "SELECT hash FROM {tree_hashes} WHERE tenant_id = ? AND idx = ?", e.Tenant, idx).Scan(&b); err != nil {
-				return nil, fmt.Errorf("tree hash %d of %s: %w", idx, e.Tenant, err)
-			}
-			copy(out[i][:], b)
-		}
-		return out, nil
-	})
-	indexes, hashes, err := transparency.StoredHashesFor(n, e.Hash, read)
-	if err != nil {
-		return err
+	b := treeBatch(tx)
+	r := b[e.Tenant]
+	if r == nil {
+		r = &leafRun{first: e.Seq}
+		b[e.Tenant] = r
 	}
-	for i := range indexes {
-		if _, err := tx.Exec(ctx, "INSERT INTO {tree_hashes} (tenant_id, idx, hash) VALUES (?, ?, ?)", e.Tenant, indexes[i], hashes[i][:]); err != nil {
+	if want := r.first + int64(len(r.hashes)); e.Seq != want {
+		return fmt.Errorf("tree of %s: event seq %d where %d was expected", e.Tenant, e.Seq, want)
+	}
+	r.hashes = append(r.hashes, e.Hash)
+	return nil
+}
+
+// Flush implements Flusher.
+func (Tree) Flush(ctx context.Context, tx *Tx) error {
+	b := treeBatch(tx)
+	for tenant, r := range b {
+		read := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+			out := make([]tlog.Hash, len(indexes))
+			for i, idx := range indexes {
+				var h []byte
+				if err := tx.QueryRow(ctx, "SELECT hash FROM {tree_hashes} WHERE tenant_id = ? AND idx = ?", tenant, idx).Scan(&h); err != nil {
+					return nil, fmt.Errorf("tree hash %d of %s: %w", idx, tenant, err)
+				}
+				copy(out[i][:], h)
+			}
+			return out, nil
+		})
+		indexes, hashes, err := transparency.StoredHashesForLeaves(r.first-1, r.hashes, read)
+		if err != nil {
+			return err
+		}
+		for i := range indexes {
+			if _, err := tx.Exec(ctx, "INSERT INTO {tree_hashes} (tenant_id, idx, hash) VALUES (?, ?, ?)", tenant, indexes[i], hashes[i][:]); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO {tree_sizes} (tenant_id, size) VALUES (?, ?)
+ON CONFLICT (tenant_id) DO UPDATE SET size = excluded.size`, tenant, r.first+int64(len(r.hashes))-1); err != nil {
 			return err
 		}
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO {tree_sizes} (tenant_id, size) VALUES (?, ?)
-ON CONFLICT (tenant_id) DO UPDATE SET size = excluded.size`, e.Tenant, e.Seq)
-	return err
+	clear(b)
+	return nil
 }
 
 // ReadHashes implements transparency.HashStore over the projected tree.

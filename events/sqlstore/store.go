@@ -567,8 +567,10 @@ func (s *Store) remember(rows []events.Event) {
 	s.ringMu.Lock()
 	defer s.ringMu.Unlock()
 	s.ring = append(s.ring, rows...)
-	if over := len(s.ring) - ringSize; over > 0 {
-		s.ring = append(s.ring[:0:0], s.ring[over:]...)
+	// Trim only once the ring holds twice its size, so that copying the
+	// survivors costs O(1) per event, amortised.
+	if len(s.ring) > 2*ringSize {
+		s.ring = append(make([]events.Event, 0, 2*ringSize+maxBatchEvents), s.ring[len(s.ring)-ringSize:]...)
 	}
 }
 
