@@ -44,6 +44,11 @@ func (s *Server) routeTable() []route {
 		{method: post, path: "/v1/approvals/{id}/approve", need: need(domain.Approvals, domain.Write), summary: "Approve a request", handle: s.decideApproval(true)},
 		{method: post, path: "/v1/approvals/{id}/deny", need: need(domain.Approvals, domain.Write), summary: "Deny a request", handle: s.decideApproval(false)},
 
+		{method: post, path: "/v1/webhooks", need: need(domain.Webhooks, domain.Write), summary: "Register a webhook (its signing secret is shown once)", handle: s.registerWebhook, secretResponse: true},
+		{method: get, path: "/v1/webhooks", need: need(domain.Webhooks, domain.Read), summary: "List webhooks", handle: s.listWebhooks},
+		{method: get, path: "/v1/webhooks/deliveries", need: need(domain.Webhooks, domain.Read), summary: "Delivery attempts, newest first", handle: s.webhookDeliveries},
+		{method: post, path: "/v1/webhooks/{id}/rotate-secret", need: need(domain.Webhooks, domain.Write), summary: "Rotate a webhook's signing secret with a grace period", handle: s.rotateWebhookSecret, secretResponse: true},
+
 		{method: post, path: "/v1/payments/authorize", need: need(domain.Payments, domain.Write), summary: "Authorize spend against a session cap", handle: s.authorizePayment},
 
 		{method: post, path: "/v1/audit", need: need(domain.Audit, domain.Write), summary: "Log an agent action", handle: s.logAction},

@@ -34,6 +34,7 @@ import (
 	"github.com/haldir-dev/haldir/projections"
 	"github.com/haldir-dev/haldir/ratelimit"
 	"github.com/haldir-dev/haldir/treelog"
+	"github.com/haldir-dev/haldir/webhooks"
 )
 
 // MaxBodyBytes is the largest request body accepted (1 MiB).
@@ -53,6 +54,8 @@ type Deps struct {
 	Projected func() int64
 	// Log publishes signed checkpoints and proofs; nil disables them.
 	Log *treelog.Log
+	// Deliveries is the webhook delivery queue, for the delivery log.
+	Deliveries *webhooks.Queue
 	// KEKVersion reports the vault's key-encryption key version.
 	KEKVersion func() uint32
 	// WebhookStats reports a tenant's webhook figures for a period.

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
+	"time"
 
 	"github.com/haldir-dev/haldir/domain"
 )
@@ -59,6 +61,14 @@ func (s *Server) overview(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	wh, err := s.deps.Queries.WebhookStats(c.ctx, c.tenant, now.Add(-24*time.Hour), now.Add(time.Second))
+	if err != nil {
+		return 0, nil, err
+	}
+	rate := ""
+	if wh.Attempts > 0 {
+		rate = fmt.Sprintf("%.2f%%", 100*float64(wh.Delivered)/float64(wh.Attempts))
+	}
 	chain, err := s.verifyChain(c.ctx, c.tenant, false)
 	if err != nil {
 		return 0, nil, err
@@ -79,5 +89,6 @@ func (s *Server) overview(c *call) (int, any, error) {
 		"keys":         map[string]any{"active": counts.Keys},
 		"vault":        map[string]any{"secrets": v.Secrets, "accesses_this_month": v.Accesses, "denials_this_month": v.Denials},
 		"approvals":    map[string]any{"pending": ap.Pending, "approved": ap.Approved, "denied": ap.Denied, "expired": ap.Expired},
+		"webhooks":     map[string]any{"registered": wh.Registered, "active": wh.Active, "deliveries_24h": wh.Attempts, "success_rate_24h": rate},
 	}, nil
 }

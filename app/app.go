@@ -17,6 +17,7 @@ import (
 	"github.com/haldir-dev/haldir/api"
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/events/sqlstore"
+	"github.com/haldir-dev/haldir/evidence"
 	"github.com/haldir-dev/haldir/idempotency"
 	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/migrations"
@@ -25,6 +26,7 @@ import (
 	"github.com/haldir-dev/haldir/sqldb"
 	"github.com/haldir-dev/haldir/treelog"
 	"github.com/haldir-dev/haldir/vault"
+	"github.com/haldir-dev/haldir/webhooks"
 )
 
 // Config is Haldir's configuration, read once (by package cli) and passed
@@ -48,7 +50,13 @@ type Config struct {
 	// SigningKey is HALDIR_SIGNING_KEY, the Ed25519 signed-note key of the
 	// checkpoints. The embedded store generates one into DataDir.
 	SigningKey string
-	Version    string
+	// AllowPrivateNetworks lets webhook and upstream URLs reach private,
+	// loopback and link-local addresses (local development and tests).
+	AllowPrivateNetworks bool
+	// WebhookRetry is the delivery retry schedule; zero uses the default
+	// (30 s base, 6 h cap, 12 attempts).
+	WebhookRetry webhooks.Backoff
+	Version      string
 }
 
 // Secret config values never print.
@@ -102,9 +110,13 @@ type App struct {
 	API         *api.Server
 	Keys        *keystore.Store
 	Checkpoints *treelog.Log
+	Deliveries  *webhooks.Queue
+	Guard       webhooks.Guard
 
 	stop chan struct{}
 	done chan struct{}
+	// delivered is closed when the webhook worker has stopped.
+	delivered chan struct{}
 	// projected is closed when the projector's Run returns.
 	projected chan struct{}
 }
@@ -115,12 +127,14 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{}), projected: make(chan struct{})}
+	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{}), projected: make(chan struct{}), delivered: make(chan struct{})}
 	if a.Store, err = sqlstore.Open(ctx, db); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if a.Projector, err = projections.NewProjector(ctx, db, a.Store, log, projections.CoreGroup); err != nil {
+	a.Deliveries = webhooks.NewQueue(db, 0)
+	a.Guard = webhooks.Guard{AllowPrivate: cfg.AllowPrivateNetworks}
+	if a.Projector, err = projections.NewProjector(ctx, db, a.Store, log, projections.CoreGroup, projections.OutboxGroup(a.Deliveries)); err != nil {
 		a.Store.Close()
 		db.Close()
 		return nil, err
@@ -147,7 +161,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		db.Close()
 		return nil, err
 	}
-	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v, Reads: a.Queries})
+	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v, Reads: a.Queries, Guard: a.Guard})
 	var limiter ratelimit.Limiter = ratelimit.NewMemory()
 	if db.Dialect == sqldb.Postgres {
 		limiter = ratelimit.NewSQL(db) // replicas share counters
@@ -162,6 +176,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Ready:       a.Store.Ping,
 		Projected:   func() int64 { return a.Projector.Position(projections.CoreGroup.Name) },
 		Log:         a.Checkpoints,
+		Deliveries:  a.Deliveries,
+		WebhookStats: func(ctx context.Context, tenant string, since, until time.Time) (evidence.WebhookStats, error) {
+			s, err := a.Queries.WebhookStats(ctx, tenant, since, until)
+			return evidence.WebhookStats{Registered: s.Registered, Active: s.Active, Attempts: s.Attempts, Delivered: s.Delivered, Failed: s.Failed}, err
+		},
 		KEKVersion: func() uint32 {
 			if r, err := v.Keyring(context.Background(), false); err == nil {
 				return r.Current()
@@ -170,6 +189,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		},
 	}, api.Options{AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Version: cfg.Version, Log: log})
 	go a.housekeeping(idem, limiter)
+	a.deliver(log)
 	return a, nil
 }
 
@@ -250,6 +270,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 func (a *App) Close() error {
 	close(a.stop)
 	<-a.done
+	<-a.delivered
 	err := a.Projector.Close()
 	select {
 	case <-a.projected: // Run has returned: nothing logs or writes after Close
@@ -331,4 +352,44 @@ func openLog(cfg Config, db *sqldb.DB, q *projections.Queries, log *slog.Logger)
 			"file", filepath.Join(dataDir, treelog.SigningKeyFile))
 	}
 	return treelog.New(db, q, q, skey)
+}
+
+// deliver runs the webhook worker until Close. Every replica runs one; the
+// queue's claims split the work. It wakes whenever the outbox group
+// commits, so a delivery starts as soon as it is enqueued.
+func (a *App) deliver(log *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	wake := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-a.stop:
+				cancel()
+				return
+			case <-a.Projector.Advanced("outbox"):
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	w := &webhooks.Worker{
+		Queue:     a.Deliveries,
+		Endpoints: webhooks.EndpointsFunc(a.Commands.WebhookEndpoint),
+		Guard:     a.Guard,
+		Backoff:   a.Config.WebhookRetry,
+		Interval:  time.Second,
+		Wake:      wake,
+		Log:       log.With("component", "webhooks"),
+		OnGone: func(ctx context.Context, tenant, webhookID string) error {
+			return a.Commands.DisableWebhook(ctx, tenant, webhookID, "the endpoint answered 410 Gone")
+		},
+	}
+	go func() {
+		defer close(a.delivered)
+		if err := w.Run(ctx); err != nil {
+			log.Error("webhook delivery stopped", "err", err)
+		}
+	}()
 }

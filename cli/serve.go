@@ -21,15 +21,16 @@ import (
 func (e *env) config() app.Config {
 	v := e.v
 	return app.Config{
-		Addr:               v.GetString("addr"),
-		DataDir:            v.GetString("data-dir"),
-		DatabaseURL:        v.GetString("database-url"),
-		PGMaxConns:         v.GetInt("pg-max-conns"),
-		AdminToken:         v.GetString("admin-token"),
-		RateLimitPerMinute: v.GetInt("rate-limit"),
-		EncryptionKey:      v.GetString("encryption-key"),
-		SigningKey:         v.GetString("signing-key"),
-		Version:            Version,
+		Addr:                 v.GetString("addr"),
+		DataDir:              v.GetString("data-dir"),
+		DatabaseURL:          v.GetString("database-url"),
+		PGMaxConns:           v.GetInt("pg-max-conns"),
+		AdminToken:           v.GetString("admin-token"),
+		RateLimitPerMinute:   v.GetInt("rate-limit"),
+		EncryptionKey:        v.GetString("encryption-key"),
+		SigningKey:           v.GetString("signing-key"),
+		AllowPrivateNetworks: v.GetBool("allow-private-networks"),
+		Version:              Version,
 	}
 }
 

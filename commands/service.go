@@ -80,6 +80,12 @@ type Reads interface {
 	Session(ctx context.Context, tenant, id string) (domain.Session, bool, error)
 	ApprovalRules(ctx context.Context, tenant string) ([]domain.ApprovalRule, error)
 	ApprovalBinding(ctx context.Context, tenant, requestID string) (string, bool, error)
+	Webhook(ctx context.Context, tenant, id string) (domain.Webhook, bool, error)
+}
+
+// URLGuard checks outbound URLs a caller gave us (webhooks.Guard).
+type URLGuard interface {
+	CheckURL(ctx context.Context, raw string) error
 }
 
 // Service runs commands. It is safe for concurrent use.
@@ -91,6 +97,7 @@ type Service struct {
 	sessions *sessionRepo
 	vault    *Vault
 	reads    Reads
+	guard    URLGuard
 	// settleTimeout bounds the wait for projections after a command.
 	settleTimeout time.Duration
 }
@@ -105,6 +112,8 @@ type Options struct {
 	Vault *Vault
 	// Reads serves projected reads (secrets, approvals).
 	Reads Reads
+	// Guard checks webhook URLs; nil refuses every URL.
+	Guard URLGuard
 }
 
 // New returns a Service appending to store and waiting on waiter.
@@ -118,7 +127,10 @@ func New(store events.Store, waiter Waiter, log *slog.Logger, opts Options) *Ser
 	if opts.MaxCachedSessions == 0 {
 		opts.MaxCachedSessions = 100_000
 	}
-	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: 5 * time.Second, vault: opts.Vault, reads: opts.Reads}
+	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: 5 * time.Second, vault: opts.Vault, reads: opts.Reads, guard: opts.Guard}
+	if s.guard == nil {
+		s.guard = refuseAll{}
+	}
 	s.sessions = newSessionRepo(store, opts.MaxCachedSessions)
 	return s
 }
@@ -180,4 +192,10 @@ func (s *Service) settle(ctx context.Context, recs []events.Event) {
 	if err := s.waiter.WaitFor(ctx, recs[len(recs)-1].Position); err != nil {
 		s.log.Warn("projections lag behind a committed command", "position", recs[len(recs)-1].Position, "err", err)
 	}
+}
+
+type refuseAll struct{}
+
+func (refuseAll) CheckURL(context.Context, string) error {
+	return errors.New("commands: no outbound URL guard is configured")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/haldir-dev/haldir/domain"
@@ -41,6 +42,9 @@ func (s *Service) secret(ctx context.Context, tenant, name string) (domain.Secre
 func validSecretName(name string) error {
 	if !vault.ValidName(name) {
 		return domain.Invalid("name", "a secret name is 1-128 characters of letters, digits, '_', '.' and '-'")
+	}
+	if strings.HasPrefix(name, "webhook.") {
+		return domain.Invalid("name", "names starting with \"webhook.\" are reserved for webhook signing secrets")
 	}
 	return nil
 }

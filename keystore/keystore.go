@@ -89,10 +89,14 @@ func (s *Store) DeleteOtherVersions(ctx context.Context, tenant, name, keep stri
 }
 
 // SweepOrphans destroys data keys older than cutoff that no current secret
-// names: leftovers of stores interrupted between the key and the event.
+// and no webhook names (a webhook's previous key only while its rotation
+// grace lasts): leftovers of stores interrupted between the key and the
+// event, and expired webhook secrets.
 func (s *Store) SweepOrphans(ctx context.Context, cutoff time.Time) (int64, error) {
-	res, err := s.db.Write.ExecContext(ctx, s.db.Rebind(
-		"DELETE FROM secret_keys WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM secrets WHERE secrets.key_id = secret_keys.key_id)"), cutoff.UnixNano())
+	res, err := s.db.Write.ExecContext(ctx, s.db.Rebind(`DELETE FROM secret_keys WHERE created_at < ?
+AND NOT EXISTS (SELECT 1 FROM secrets WHERE secrets.key_id = secret_keys.key_id)
+AND NOT EXISTS (SELECT 1 FROM webhooks WHERE webhooks.key_id = secret_keys.key_id
+    OR (webhooks.prev_key_id = secret_keys.key_id AND webhooks.prev_expires_at > ?))`), cutoff.UnixNano(), time.Now().UnixNano())
 	if err != nil {
 		return 0, err
 	}

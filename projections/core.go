@@ -12,7 +12,7 @@ import (
 )
 
 // CoreGroup is the projection group behind the /v1 read API.
-var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}, Secrets{}, Approvals{}, Tree{}}}
+var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}, Secrets{}, Approvals{}, Webhooks{}, Tree{}}}
 
 func decode[T any](e *events.Event) (T, error) {
 	var v T
@@ -159,6 +159,19 @@ func Describe(e *events.Event) AuditEntry {
 		}
 	case domain.TypeApprovalApproved, domain.TypeApprovalDenied, domain.TypeApprovalExpired, domain.TypeApprovalConsumed, domain.TypeApprovalRuleAdded:
 		a.Tool, a.Action = "approvals", strings.TrimPrefix(e.Type, "approval.")
+	case domain.TypeWebhookRegistered:
+		// Never the sealed signing secret.
+		if p, err := decode[domain.WebhookRegistered](e); err == nil {
+			a.Tool, a.Action = "webhooks", "registered"
+			a.Details, _ = json.Marshal(map[string]any{"webhook_id": p.WebhookID, "url": p.URL, "name": p.Name, "events": p.Events})
+		}
+	case domain.TypeWebhookSecretRotated:
+		if p, err := decode[domain.WebhookSecretRotated](e); err == nil {
+			a.Tool, a.Action = "webhooks", "secret_rotated"
+			a.Details, _ = json.Marshal(map[string]any{"webhook_id": p.WebhookID, "version": p.Version, "previous_expires_at": p.PreviousExpiresAt})
+		}
+	case domain.TypeWebhookDisabled:
+		a.Tool, a.Action = "webhooks", "disabled"
 	case domain.TypeVerificationFailed:
 		if p, err := decode[domain.VerificationFailed](e); err == nil {
 			a.Tool, a.Action = "haldir", "verification_failed"

@@ -130,6 +130,18 @@ func (p *Projector) Position(group string) int64 {
 	return 0
 }
 
+// Advanced returns a channel closed the next time the named group commits,
+// for consumers of what it writes (the webhook worker wakes on the outbox).
+func (p *Projector) Advanced(group string) <-chan struct{} {
+	r, ok := p.runners[group]
+	if !ok {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
 // WaitFor blocks until every group has committed position pos or beyond,
 // or ctx ends. It gives read-your-writes: a command waits for its event's
 // position before it answers.

@@ -47,7 +47,7 @@ type Option func(*app.Config)
 // ends.
 func Start(t testing.TB, backend string, opts ...Option) *Server {
 	t.Helper()
-	cfg := app.Config{AdminToken: AdminToken, Version: "test", EncryptionKey: vault.GenerateMasterKey()}
+	cfg := app.Config{AdminToken: AdminToken, Version: "test", EncryptionKey: vault.GenerateMasterKey(), AllowPrivateNetworks: true}
 	cfg.SigningKey, _, _ = transparency.GenerateSigningKey("haldir-test")
 	switch backend {
 	case "sqlite":

@@ -57,7 +57,10 @@ export async function startServer(options = {}) {
   const log = openSync(logPath, 'w');
   const args = ['serve', '--addr', `127.0.0.1:${port}`, '--data-dir', join(workdir, 'data'), '--log-format', 'text'];
   if (adminToken) args.push('--admin-token', adminToken);
-  const proc = spawn(binary, args, { cwd: workdir, stdio: ['ignore', log, log] });
+  // The tests' webhook receivers listen on loopback, which the server's SSRF
+  // guard refuses unless told otherwise.
+  const env = { ...process.env, HALDIR_ALLOW_PRIVATE_NETWORKS: 'true' };
+  const proc = spawn(binary, args, { cwd: workdir, stdio: ['ignore', log, log], env });
   let exited = null;
   proc.on('exit', (code) => (exited = code ?? -1));
 
