@@ -49,6 +49,16 @@ func (s *Server) routeTable() []route {
 		{method: get, path: "/v1/webhooks/deliveries", need: need(domain.Webhooks, domain.Read), summary: "Delivery attempts, newest first", handle: s.webhookDeliveries},
 		{method: post, path: "/v1/webhooks/{id}/rotate-secret", need: need(domain.Webhooks, domain.Write), summary: "Rotate a webhook's signing secret with a grace period", handle: s.rotateWebhookSecret, secretResponse: true},
 
+		{method: post, path: "/v1/proxy/upstreams", need: need(domain.Proxy, domain.Write), summary: "Register an upstream MCP server (a stdio command needs admin:write)", handle: s.registerUpstream},
+		{method: get, path: "/v1/proxy/upstreams", need: need(domain.Proxy, domain.Read), summary: "Upstream health and stats", handle: s.listUpstreams},
+		{method: get, path: "/v1/proxy/tools", need: need(domain.Proxy, domain.Read), summary: "Proxied tools, with quarantine status", handle: s.listProxyTools},
+		{method: post, path: "/v1/proxy/tools/{name}/approve", need: need(domain.Admin, domain.Write), summary: "Approve a quarantined tool's new definition", handle: s.approveProxyTool},
+		{method: post, path: "/v1/proxy/call", need: need(domain.Proxy, domain.Write), summary: "Call a tool through the governed proxy", handle: s.proxyCall},
+		{method: post, path: "/v1/proxy/policies", need: need(domain.Proxy, domain.Write), summary: "Add a proxy policy", handle: s.addPolicy},
+		{method: get, path: "/v1/proxy/policies", need: need(domain.Proxy, domain.Read), summary: "List proxy policies", handle: s.listPolicies},
+		{method: post, path: "/mcp", summary: "MCP over Streamable HTTP: Haldir's tools and governed upstream tools (tool-level scopes apply)", stream: s.mcp, rawBody: true},
+		{method: get, path: "/.well-known/mcp/server-card.json", auth: authNone, summary: "MCP server card", handle: s.serverCard},
+
 		{method: post, path: "/v1/payments/authorize", need: need(domain.Payments, domain.Write), summary: "Authorize spend against a session cap", handle: s.authorizePayment},
 
 		{method: post, path: "/v1/audit", need: need(domain.Audit, domain.Write), summary: "Log an agent action", handle: s.logAction},

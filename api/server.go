@@ -30,6 +30,7 @@ import (
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/evidence"
+	"github.com/haldir-dev/haldir/gateway"
 	"github.com/haldir-dev/haldir/idempotency"
 	"github.com/haldir-dev/haldir/projections"
 	"github.com/haldir-dev/haldir/ratelimit"
@@ -54,6 +55,8 @@ type Deps struct {
 	Projected func() int64
 	// Log publishes signed checkpoints and proofs; nil disables them.
 	Log *treelog.Log
+	// Gateway governs proxied tool calls and serves /mcp.
+	Gateway *gateway.Gateway
 	// Deliveries is the webhook delivery queue, for the delivery log.
 	Deliveries *webhooks.Queue
 	// KEKVersion reports the vault's key-encryption key version.
@@ -86,6 +89,8 @@ type Server struct {
 	metrics *metrics
 	chains  chains
 	started time.Time
+	// mcpHandler serves POST /mcp.
+	mcpHandler http.Handler
 }
 
 // authKind says how a route authenticates its caller.
@@ -113,6 +118,8 @@ type route struct {
 	// onForbidden, when set, is told about a key-scope refusal before it
 	// is answered (secret reads record every refusal in the ledger).
 	onForbidden func(*call, *domain.Error) error
+	// rawBody leaves the body undecoded (JSON-RPC may send an array).
+	rawBody bool
 }
 
 // call is one request on its way through the pipeline.
@@ -143,13 +150,19 @@ func New(deps Deps, opts Options) *Server {
 	s := &Server{deps: deps, opts: opts, log: opts.Log, now: func() time.Time { return opts.Now().UTC() }, started: time.Now()}
 	s.auth = newAuthenticator(deps.Queries, s.now)
 	s.chains.m = map[string]chainVerdict{}
+	if deps.Gateway != nil {
+		s.mcpHandler = deps.Gateway.MCPServer().HTTPHandler()
+	}
 	s.metrics = newMetrics()
 	s.router = mux.NewRouter()
 	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, domain.Errorf(domain.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	s.router.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.fail(w, r, &domain.Error{Code: domain.CodeInvalid, Message: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)})
+		id := requestID(r)
+		w.Header().Set("X-Request-ID", id)
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path),
+			"code": string(domain.CodeInvalid), "request_id": id})
 	})
 	s.routes = s.routeTable()
 	for i := range s.routes {
@@ -310,7 +323,7 @@ func (s *Server) prepare(c *call) error {
 			return err
 		}
 	}
-	if c.body != nil || c.r.Method == http.MethodPost {
+	if !c.route.rawBody && (c.body != nil || c.r.Method == http.MethodPost) {
 		obj, err := parseObject(c.body)
 		if err != nil {
 			return err

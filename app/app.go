@@ -18,6 +18,7 @@ import (
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/evidence"
+	"github.com/haldir-dev/haldir/gateway"
 	"github.com/haldir-dev/haldir/idempotency"
 	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/migrations"
@@ -112,6 +113,7 @@ type App struct {
 	Checkpoints *treelog.Log
 	Deliveries  *webhooks.Queue
 	Guard       webhooks.Guard
+	Gateway     *gateway.Gateway
 
 	stop chan struct{}
 	done chan struct{}
@@ -167,6 +169,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		limiter = ratelimit.NewSQL(db) // replicas share counters
 	}
 	idem := idempotency.New(db)
+	a.Gateway = gateway.New(gateway.Options{Commands: a.Commands, Queries: a.Queries, Limiter: limiter, Guard: a.Guard,
+		Log: log.With("component", "proxy"), Version: cfg.Version})
 	a.API = api.New(api.Deps{
 		Commands:    a.Commands,
 		Queries:     a.Queries,
@@ -177,6 +181,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Projected:   func() int64 { return a.Projector.Position(projections.CoreGroup.Name) },
 		Log:         a.Checkpoints,
 		Deliveries:  a.Deliveries,
+		Gateway:     a.Gateway,
 		WebhookStats: func(ctx context.Context, tenant string, since, until time.Time) (evidence.WebhookStats, error) {
 			s, err := a.Queries.WebhookStats(ctx, tenant, since, until)
 			return evidence.WebhookStats{Registered: s.Registered, Active: s.Active, Attempts: s.Attempts, Delivered: s.Delivered, Failed: s.Failed}, err
@@ -271,7 +276,8 @@ func (a *App) Close() error {
 	close(a.stop)
 	<-a.done
 	<-a.delivered
-	err := a.Projector.Close()
+	err := a.Gateway.Close()
+	err = errors.Join(err, a.Projector.Close())
 	select {
 	case <-a.projected: // Run has returned: nothing logs or writes after Close
 	case <-time.After(30 * time.Second):

@@ -221,6 +221,12 @@ func (s *Service) AuthorizePayment(ctx context.Context, a Actor, sessionID strin
 			}
 		}
 	}
+	return s.authorize(ctx, a, sessionID, amount, currency, description)
+}
+
+// authorize decides a payment against the session's cap, with no approval
+// rules (callers gate first).
+func (s *Service) authorize(ctx context.Context, a Actor, sessionID string, amount domain.Money, currency, description string) (PaymentResult, error) {
 	authID := a.newID("pay")
 	recs, err := s.sessions.update(ctx, a, sessionID, s.now, func(ses domain.Session) (decision, error) {
 		ok, denied := ses.Authorize(authID, amount, currency, description, s.now())

@@ -191,6 +191,12 @@ func (s *Session) Apply(typ string, payload []byte, at time.Time, version int64)
 			return fmt.Errorf("domain: %s: %w", typ, err)
 		}
 		s.Spent += e.Amount
+	case TypePaymentReleased:
+		var e PaymentReleased
+		if err := decodeJSON(typ, payload, &e); err != nil {
+			return err
+		}
+		s.Spent -= e.Amount
 	case TypeAuditLogged:
 		var e AuditLogged
 		if err := json.Unmarshal(payload, &e); err != nil {

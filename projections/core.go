@@ -12,7 +12,7 @@ import (
 )
 
 // CoreGroup is the projection group behind the /v1 read API.
-var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}, Secrets{}, Approvals{}, Webhooks{}, Tree{}}}
+var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}, Secrets{}, Approvals{}, Webhooks{}, Proxy{}, Tree{}}}
 
 func decode[T any](e *events.Event) (T, error) {
 	var v T
@@ -99,6 +99,12 @@ VALUES (?, ?, ?, ?, ?, 0, ?, ?)`, e.Tenant, p.SessionID, p.AgentID, string(scope
 	case domain.TypePaymentAuthorized, domain.TypeAuditLogged:
 		a := tx.Describe(e)
 		err = addSpend(ctx, tx, e.Tenant, a.SessionID, a.Cost)
+	case domain.TypePaymentReleased:
+		var p domain.PaymentReleased
+		if p, err = decode[domain.PaymentReleased](e); err != nil {
+			return err
+		}
+		err = addSpend(ctx, tx, e.Tenant, p.SessionID, -p.Amount)
 	}
 	return err
 }
@@ -172,6 +178,38 @@ func Describe(e *events.Event) AuditEntry {
 		}
 	case domain.TypeWebhookDisabled:
 		a.Tool, a.Action = "webhooks", "disabled"
+	case domain.TypeUpstreamRegistered:
+		if p, err := decode[domain.UpstreamRegistered](e); err == nil {
+			a.Tool, a.Action = "proxy", "upstream_registered"
+			a.Details, _ = json.Marshal(map[string]any{"name": p.Name, "transport": p.Transport, "url": p.URL, "command": p.Command})
+		}
+	case domain.TypeToolPinned, domain.TypeToolApproved, domain.TypePolicyAdded:
+		a.Tool, a.Action = "proxy", strings.TrimPrefix(e.Type, "proxy.")
+	case domain.TypeToolQuarantined:
+		if p, err := decode[domain.ToolQuarantined](e); err == nil {
+			a.Tool, a.Action = p.Tool, "quarantined"
+			a.Flagged, a.FlagReason = true, "the tool's definition changed since it was pinned; it is quarantined until an admin approves it"
+		}
+	case domain.TypeToolCallAllowed:
+		if p, err := decode[domain.ToolCallAllowed](e); err == nil {
+			a.SessionID, a.AgentID, a.Tool, a.Action = p.SessionID, p.AgentID, p.Tool, "call_allowed"
+			a.Details = json.RawMessage(e.Payload) // hashes and secret names, never values
+		}
+	case domain.TypeToolCallCompleted:
+		if p, err := decode[domain.ToolCallCompleted](e); err == nil {
+			a.Tool, a.Action = p.Tool, "call_completed"
+			a.Details = json.RawMessage(e.Payload)
+		}
+	case domain.TypeToolCallDenied:
+		if p, err := decode[domain.ToolCallDenied](e); err == nil {
+			a.SessionID, a.AgentID, a.Tool, a.Action = p.SessionID, p.AgentID, p.Tool, "call_denied"
+			a.Flagged, a.FlagReason = true, string(p.Code)+": "+p.Reason
+			a.Details = json.RawMessage(e.Payload)
+		}
+	case domain.TypePaymentReleased:
+		if p, err := decode[domain.PaymentReleased](e); err == nil {
+			a.SessionID, a.Tool, a.Action, a.Cost = p.SessionID, "payments", "release", -p.Amount
+		}
 	case domain.TypeVerificationFailed:
 		if p, err := decode[domain.VerificationFailed](e); err == nil {
 			a.Tool, a.Action = "haldir", "verification_failed"

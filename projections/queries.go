@@ -267,8 +267,8 @@ type SpendSummary struct {
 func (q *Queries) Spend(ctx context.Context, tenant string, f AuditFilter) (SpendSummary, error) {
 	where, args := f.where(tenant)
 	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind(
-		"SELECT tool, COALESCE(SUM(cost), 0), COUNT(*) FROM audit_entries WHERE "+where+" AND type IN (?, ?) GROUP BY tool ORDER BY tool"),
-		append(args, domain.TypeAuditLogged, domain.TypePaymentAuthorized)...)
+		"SELECT tool, COALESCE(SUM(cost), 0), COUNT(*) FROM audit_entries WHERE "+where+" AND type IN (?, ?, ?) GROUP BY tool ORDER BY tool"),
+		append(args, domain.TypeAuditLogged, domain.TypePaymentAuthorized, domain.TypePaymentReleased)...)
 	if err != nil {
 		return SpendSummary{}, fmt.Errorf("projections: spend: %w", err)
 	}

@@ -6,10 +6,18 @@
 # postgres://haldir:haldir@127.0.0.1:5432/postgres); they skip when it is
 # unreachable, except under CI=true, where they fail. The SDK scripts install
 # their dependencies once into sdk/python/.venv and sdk/typescript/node_modules.
+# The MCP proxy tests run real MCP peers from npm (the everything server and
+# the TypeScript SDK), installed once into proxy/testdata/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
+
+if [ ! -d proxy/testdata/node_modules/@modelcontextprotocol/server-everything ] ||
+  [ ! -d proxy/testdata/node_modules/@modelcontextprotocol/sdk ]; then
+  step "npm ci --prefix proxy/testdata (MCP test peers)"
+  npm ci --prefix proxy/testdata --no-audit --no-fund --loglevel=error
+fi
 
 step "go vet"
 go vet ./...
