@@ -209,17 +209,20 @@ func (s *Service) DenyCall(ctx context.Context, a Actor, d domain.ToolCallDenied
 	return err
 }
 
-// AllowCall records a call about to be forwarded. If it cannot be
-// recorded, the caller must not forward the call.
-func (s *Service) AllowCall(ctx context.Context, a Actor, c domain.ToolCallAllowed) error {
-	_, err := s.append(ctx, events.Proposed{ID: a.eventID(6), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 0,
+// AllowCall records a call about to be forwarded; if it cannot be
+// recorded, the caller must not forward the call. It returns once the
+// event is durable, with its position, without waiting for projections:
+// the caller settles it (Settle) while the call is under way.
+func (s *Service) AllowCall(ctx context.Context, a Actor, c domain.ToolCallAllowed) (int64, error) {
+	return s.appendUnsettled(ctx, events.Proposed{ID: a.eventID(6), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 0,
 		Type: domain.TypeToolCallAllowed, Payload: encode(c), Meta: a.meta(c.SessionID, c.AgentID)})
-	return err
 }
 
-// CompleteCall records a forwarded call's outcome.
+// CompleteCall records a forwarded call's outcome. It returns once the
+// event is durable; its projection follows without being waited for, as
+// the outcome is an observation, not a decision a query must reflect.
 func (s *Service) CompleteCall(ctx context.Context, a Actor, c domain.ToolCallCompleted) error {
-	_, err := s.append(ctx, events.Proposed{ID: a.eventID(7), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 1,
+	_, err := s.appendUnsettled(ctx, events.Proposed{ID: a.eventID(7), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 1,
 		Type: domain.TypeToolCallCompleted, Payload: encode(c), Meta: a.meta("", "")})
 	return err
 }

@@ -164,6 +164,26 @@ func (s *Service) append(ctx context.Context, ps ...events.Proposed) ([]events.E
 	return recs, nil
 }
 
+// appendUnsettled appends like append but does not wait for projections;
+// the caller settles the returned position itself (see Settle).
+func (s *Service) appendUnsettled(ctx context.Context, ps ...events.Proposed) (int64, error) {
+	recs, err := s.store.Append(ctx, ps...)
+	if errors.Is(err, events.ErrDuplicateID) {
+		recs, err = recorded(ctx, s.store, ps)
+	}
+	if err != nil || len(recs) == 0 {
+		return 0, err
+	}
+	return recs[len(recs)-1].Position, nil
+}
+
+// Settle waits, with the command bound, for the projections to reach
+// position, giving read-your-writes to a command that appended without
+// waiting.
+func (s *Service) Settle(ctx context.Context, position int64) {
+	s.settle(ctx, []events.Event{{Position: position}})
+}
+
 // recorded returns the stored events with the ids of ps.
 func recorded(ctx context.Context, store events.Store, ps []events.Proposed) ([]events.Event, error) {
 	out := make([]events.Event, 0, len(ps))

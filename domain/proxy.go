@@ -251,13 +251,13 @@ type ToolCallAllowed struct {
 
 // ToolCallCompleted records the outcome of a forwarded call.
 type ToolCallCompleted struct {
-	CallID     string `json:"call_id"`
-	Tool       string `json:"tool"`
-	ResultHash string `json:"result_hash,omitempty"`
-	LatencyMS  int64  `json:"latency_ms"`
-	IsError    bool   `json:"is_error"`
-	Error      string `json:"error,omitempty"`
-	Refunded   bool   `json:"refunded,omitempty"`
+	CallID     string  `json:"call_id"`
+	Tool       string  `json:"tool"`
+	ResultHash string  `json:"result_hash,omitempty"`
+	LatencyMS  float64 `json:"latency_ms"`
+	IsError    bool    `json:"is_error"`
+	Error      string  `json:"error,omitempty"`
+	Refunded   bool    `json:"refunded,omitempty"`
 }
 
 // ToolCallDenied records a call the proxy refused; it was never forwarded.

@@ -12,10 +12,13 @@
 //  4. approval rules;
 //  5. the call's cost is reserved on the session;
 //  6. {{secret:NAME}} placeholders are filled from the vault;
-//  7. the decision is appended to the ledger, and only then is the call
-//     forwarded, with a timeout (fail closed);
+//  7. the decision is appended to the ledger (durably), and only then is
+//     the call forwarded, with a timeout (fail closed); the decision's
+//     projection is awaited alongside the call, for read-your-writes;
 //  8. a failed call releases its reservation, injected secrets are
-//     redacted from the result, and the outcome is appended.
+//     redacted from the result, and the outcome (result hash, latency) is
+//     appended durably before the result is returned; its projection is
+//     not awaited.
 //
 // Every refusal is appended too, and none is ever forwarded.
 package gateway
@@ -449,14 +452,22 @@ func (g *Gateway) Call(ctx context.Context, a commands.Actor, c Call) (*mcp.Call
 	}
 	// 7. Record the decision, then forward.
 	callID := domain.NewID("cal")
-	if err := g.cmd.AllowCall(ctx, a, domain.ToolCallAllowed{CallID: callID, Tool: c.Tool, SessionID: ses.ID, AgentID: ses.AgentID,
-		ArgsHash: argsHash, Cost: c.Cost, AuthorizationID: authID, SecretsInjected: inj.Names, DefinitionHash: def.DefinitionHash}); err != nil {
+	pos, err := g.cmd.AllowCall(ctx, a, domain.ToolCallAllowed{CallID: callID, Tool: c.Tool, SessionID: ses.ID, AgentID: ses.AgentID,
+		ArgsHash: argsHash, Cost: c.Cost, AuthorizationID: authID, SecretsInjected: inj.Names, DefinitionHash: def.DefinitionHash})
+	if err != nil {
 		release("the decision could not be recorded")
 		g.log.Error("could not record a call's decision; not forwarding it", "tool", c.Tool, "err", err)
 		return nil, nil, ErrNotRecorded
 	}
+	// The decision's projection (read-your-writes) runs alongside the call.
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		g.cmd.Settle(ctx, pos)
+	}()
+	defer func() { <-settled }()
 	result, stats, callErr := tp.pool.Call(ctx, c.Tool, inj.Arguments, g.opts.CallTimeout)
-	done := domain.ToolCallCompleted{CallID: callID, Tool: c.Tool, LatencyMS: stats.Latency.Milliseconds()}
+	done := domain.ToolCallCompleted{CallID: callID, Tool: c.Tool, LatencyMS: float64(stats.Latency.Microseconds()) / 1000}
 	if callErr != nil {
 		release("the upstream call failed")
 		done.Refunded = authID != ""

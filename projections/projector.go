@@ -63,6 +63,9 @@ func flush(ctx context.Context, g Group, tx *Tx) error {
 type Group struct {
 	Name     string
 	Handlers []Handler
+	// Async groups feed background work (the webhook outbox), not the
+	// queries clients make, so WaitFor does not wait for them.
+	Async bool
 }
 
 // Tables returns every table of the group's handlers.
@@ -142,11 +145,14 @@ func (p *Projector) Advanced(group string) <-chan struct{} {
 	return r.changed
 }
 
-// WaitFor blocks until every group has committed position pos or beyond,
-// or ctx ends. It gives read-your-writes: a command waits for its event's
-// position before it answers.
+// WaitFor blocks until every group but the Async ones has committed
+// position pos or beyond, or ctx ends. It gives read-your-writes: a command
+// waits for its event's position before it answers.
 func (p *Projector) WaitFor(ctx context.Context, pos int64) error {
 	for _, r := range p.runners {
+		if r.group.Async {
+			continue
+		}
 		if err := r.waitFor(ctx, pos); err != nil {
 			return err
 		}

@@ -58,7 +58,7 @@ secret_version = ?, key_id = ?, sealed = ? WHERE tenant_id = ? AND webhook_id = 
 // registered before each event, and so that rebuilding the core read
 // models never re-sends or skips a delivery.
 func OutboxGroup(q *webhooks.Queue) Group {
-	return Group{Name: "outbox", Handlers: []Handler{OutboxRegistry{}, Outbox{Queue: q}}}
+	return Group{Name: "outbox", Handlers: []Handler{OutboxRegistry{}, Outbox{Queue: q}}, Async: true}
 }
 
 // OutboxRegistry keeps the outbox group's copy of the registry.
