@@ -47,7 +47,9 @@ func run(t *testing.T, stdin string, args ...string) result {
 // normalize replaces what changes from run to run with stable markers.
 func normalize(s string) string {
 	for _, r := range []struct{ re, with string }{
-		{`\b(ses|pay|apr|tnt|rul|dek)_[a-z2-7]{24}\b`, "${1}_<id>"},
+		{`\b(ses|pay|apr|tnt|rul|dek|pol|whk|cal)_[a-z2-7]{24}\b`, "${1}_<id>"},
+		{`\bwhsec_[A-Za-z0-9_+/=-]+`, "whsec_<secret>"},
+		{`\b[0-9a-f]{12}…`, "<hash>…"},
 		{`\bevt_[0-9a-v]{24}\b`, "evt_<id>"},
 		{`\bhld_[A-Za-z0-9_-]{43}\b`, "hld_<key>"},
 		{`\bhld_[A-Za-z0-9_-]{8}\b`, "hld_<prefix>"},
@@ -71,6 +73,7 @@ func normalize(s string) string {
 func TestGolden(t *testing.T) {
 	s := apptest.Start(t, "sqlite")
 	c := s.NewTenant("golden")
+	up := startUpstream(t)
 	t.Setenv("HALDIR_BASE_URL", s.URL)
 	t.Setenv("HALDIR_API_KEY", c.Key)
 	t.Setenv("HALDIR_CONFIG_FILE", filepath.Join(t.TempDir(), "config.json"))
@@ -109,6 +112,20 @@ func TestGolden(t *testing.T) {
 			step("", "audit", "verify")
 			step("", "session", "revoke", ses)
 			step("", "keys", "revoke", "hld_nonexist")
+
+			files := "files_" + mode
+			step("", "proxy", "register", files, "--url", up)
+			step("", "proxy", "register", "bad", "--url", up, "--", "node")
+			step("", "proxy", "tools")
+			step("", "proxy", "policy", "add", "--type", "deny_list", "--tools", files+".delete")
+			step("", "proxy", "policy", "add", "--type", "time_window", "--start-hour", "0", "--end-hour", "24", "--timezone", "Europe/Paris")
+			step("", "proxy", "policy", "list")
+			agentSes := c.Do("POST", "/v1/sessions", map[string]any{"agent_id": agent, "scopes": []string{"tool:" + files}}).Str("session_id")
+			step("", "proxy", "call", files+".echo", "--session", agentSes, "--args", `{"message":"hello"}`)
+			step("", "proxy", "call", files+".delete", "--session", agentSes, "--args", `{"path":"/"}`)
+			step("", "proxy", "call", files+".echo", "--session", agentSes, "--args", `[1]`)
+			step("", "webhooks", "add", up+"/hook", "--events", "session.revoked")
+			step("", "webhooks", "list")
 			step("", "version")
 			golden := filepath.Join("testdata", "golden-"+mode+".txt")
 			got := normalize(transcript.String())
