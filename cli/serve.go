@@ -70,6 +70,7 @@ applied at start. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.Int("pg-max-conns", 16, "Postgres pool size (env HALDIR_PG_MAX_CONNS)")
 	f.String("log-level", "info", "debug, info, warn or error (env HALDIR_LOG_LEVEL)")
 	f.String("log-format", "json", "json or text (env HALDIR_LOG_FORMAT)")
+	f.Bool("allow-private-networks", false, "let webhooks and MCP upstreams reach loopback, private and link-local addresses (env HALDIR_ALLOW_PRIVATE_NETWORKS)")
 	f.String("debug-addr", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060; keep it private (env HALDIR_DEBUG_ADDR)")
 	return cmd
 }
