@@ -73,6 +73,14 @@ type Store interface {
 	Close() error
 }
 
+// RecentReader is implemented by stores that keep the events this process
+// appended last in memory. Recent returns the consecutive events after
+// position after that it holds (at most limit), without a query; nil means
+// only that it holds none, not that there are none.
+type RecentReader interface {
+	Recent(after int64, limit int) []Event
+}
+
 // Errors returned by Store implementations. Match them with errors.Is.
 var (
 	ErrConflict    = errors.New("events: stream version conflict")

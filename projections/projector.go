@@ -169,6 +169,7 @@ type runner struct {
 	db    *sqldb.DB
 	log   *slog.Logger
 
+	buf     []events.Event // received, not yet applied
 	tx      *sqldb.RelaxedTx
 	ptx     *Tx
 	applied int64 // last position applied in tx (or the checkpoint at its start)
@@ -207,26 +208,40 @@ func readCheckpoint(ctx context.Context, q interface {
 
 var errGap = errors.New("projections: event ahead of checkpoint; resyncing")
 
-// handle is the group's watermill handler.
+// handle is the group's watermill handler. It collects events and applies
+// them in one transaction when the ledger holds no more for now (the flush
+// mark) or the batch is full, so the transaction, and SQLite's single
+// write lock, is held only while applying. Acknowledging an event before
+// it is applied is safe: a failure nacks the batch's last message, and the
+// subscriber reads again from the stored checkpoint.
 func (r *runner) handle(m *message.Message) error {
-	ctx := context.WithoutCancel(m.Context())
-	e := FromMessage(m)
-	flush := m.Metadata.Get(metaFlush) == "1"
-	if r.tx == nil {
-		if err := r.begin(ctx); err != nil {
-			return err
-		}
+	r.buf = append(r.buf, FromMessage(m))
+	if m.Metadata.Get(metaFlush) != "1" && len(r.buf) < maxBatch {
+		return nil
 	}
-	switch {
-	case e.Position <= r.applied:
-		// Already applied, by this process before a resync or by another
-		// replica: acknowledge without applying.
-	case e.Position != r.applied+1:
-		r.rollback()
-		return errGap
-	default:
+	batch := r.buf
+	r.buf = r.buf[:0]
+	return r.apply(context.WithoutCancel(m.Context()), batch)
+}
+
+// apply applies batch in one transaction with the group's checkpoint.
+func (r *runner) apply(ctx context.Context, batch []events.Event) error {
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	for i := range batch {
+		e := &batch[i]
+		switch {
+		case e.Position <= r.applied:
+			// Already applied, by this process before a resync or by
+			// another replica: skip it.
+			continue
+		case e.Position != r.applied+1:
+			r.rollback()
+			return errGap
+		}
 		for _, h := range r.group.Handlers {
-			if err := h.Apply(ctx, r.ptx, &e); err != nil {
+			if err := h.Apply(ctx, r.ptx, e); err != nil {
 				r.rollback()
 				r.log.Error("projection failed; the event will be retried", "position", e.Position, "type", e.Type, "err", err)
 				return err
@@ -235,10 +250,7 @@ func (r *runner) handle(m *message.Message) error {
 		r.applied = e.Position
 		r.pending++
 	}
-	if flush || r.pending >= maxBatch {
-		return r.commit(ctx)
-	}
-	return nil
+	return r.commit(ctx)
 }
 
 // begin starts a batch. Its commit is not flushed to disk: a read model

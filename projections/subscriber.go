@@ -174,9 +174,12 @@ func (s *LedgerSubscriber) run(ctx context.Context, out chan<- *message.Message)
 			flush := false
 			if i == len(batch)-1 {
 				// Look ahead so the consumer learns whether this is the
-				// last event for now.
-				next, err = s.Store.Tail(ctx, batch[i].Position, page)
-				if err != nil {
+				// last event for now: in memory when the store can (an
+				// event it does not hold only ends the batch early; the
+				// next Tail finds it).
+				if rr, ok := s.Store.(events.RecentReader); ok {
+					next = rr.Recent(batch[i].Position, page)
+				} else if next, err = s.Store.Tail(ctx, batch[i].Position, page); err != nil {
 					s.report(err)
 					next = nil
 				}

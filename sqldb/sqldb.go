@@ -139,6 +139,17 @@ func (db *DB) ExecTx(ctx context.Context, tx *sql.Tx, query string, args ...any)
 	return tx.ExecContext(ctx, query, args...)
 }
 
+// PrepareTx returns query prepared for tx: the cached statement bound to tx
+// when there is one, else a statement prepared now. Close it after use.
+func (db *DB) PrepareTx(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if db.Stmts != nil {
+		if s := db.Stmts.lookup(query); s != nil {
+			return tx.StmtContext(ctx, s), nil
+		}
+	}
+	return tx.PrepareContext(ctx, query)
+}
+
 // QueryRowTx runs a single-row query in tx, through the statement cache
 // when there is one.
 func (db *DB) QueryRowTx(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {

@@ -34,7 +34,7 @@ func (s *Store) ReadTenant(ctx context.Context, tenant string, after int64, limi
 // Tail implements events.Store: events this process committed recently are
 // served from memory, everything else is read from the database.
 func (s *Store) Tail(ctx context.Context, after int64, limit int) ([]events.Event, error) {
-	if evs := s.recent(after, limit); evs != nil {
+	if evs := s.Recent(after, limit); evs != nil {
 		return evs, nil
 	}
 	return s.ReadAll(ctx, after, limit)

@@ -265,7 +265,7 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 		}
 	}
 	var head int64
-	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&head); err != nil {
+	if err := s.db.QueryRowTx(ctx, tx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&head); err != nil {
 		return nil, 0, fmt.Errorf("events: read head: %w", err)
 	}
 	if head != s.lastPos || len(s.versions) > maxCachedKeys || len(s.tenantHead) > maxCachedKeys {
@@ -537,7 +537,7 @@ func (s *Store) insert(ctx context.Context, tx *sql.Tx, rows []events.Event) err
 		_, err := tx.ExecContext(ctx, insertMany, pos, tenant, seq, id, stream, ver, typ, payload, meta, at, prev, hash)
 		return err
 	}
-	stmt, err := tx.PrepareContext(ctx, insertOne)
+	stmt, err := s.db.PrepareTx(ctx, tx, insertOne)
 	if err != nil {
 		return err
 	}
@@ -574,9 +574,10 @@ func (s *Store) remember(rows []events.Event) {
 	}
 }
 
-// recent returns up to limit events with consecutive positions starting at
-// after+1 from the ring, or nil when the ring does not hold after+1.
-func (s *Store) recent(after int64, limit int) []events.Event {
+// Recent implements events.RecentReader: up to limit events with
+// consecutive positions starting at after+1 from the ring, or nil when the
+// ring does not hold after+1.
+func (s *Store) Recent(after int64, limit int) []events.Event {
 	s.ringMu.RLock()
 	defer s.ringMu.RUnlock()
 	n := len(s.ring)
