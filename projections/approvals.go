@@ -70,7 +70,7 @@ status, created_at, expires_at, decided_by, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?
 
 // ApprovalRules returns the tenant's rules in the order they were added.
 func (q *Queries) ApprovalRules(ctx context.Context, tenant string) ([]domain.ApprovalRule, error) {
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT rule_id, type, threshold, tools FROM approval_rules WHERE tenant_id = ? ORDER BY created_at, rule_id"), tenant)
+	rows, err := q.db.QueryRead(ctx, "SELECT rule_id, type, threshold, tools FROM approval_rules WHERE tenant_id = ? ORDER BY created_at, rule_id", tenant)
 	if err != nil {
 		return nil, fmt.Errorf("projections: read approval rules: %w", err)
 	}
@@ -118,7 +118,7 @@ func (q *Queries) PendingApprovals(ctx context.Context, tenant, agentID string, 
 		query += " AND agent_id = ?"
 		args = append(args, agentID)
 	}
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind(query+" ORDER BY created_at LIMIT 1000"), args...)
+	rows, err := q.db.QueryRead(ctx, query+" ORDER BY created_at LIMIT 1000", args...)
 	if err != nil {
 		return nil, fmt.Errorf("projections: read pending approvals: %w", err)
 	}
@@ -142,7 +142,7 @@ type OverdueApproval struct{ Tenant, Binding string }
 // OverdueApprovals returns up to limit pending requests that expired
 // before now, for the expiry sweeper.
 func (q *Queries) OverdueApprovals(ctx context.Context, now time.Time, limit int) ([]OverdueApproval, error) {
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT tenant_id, binding FROM approvals WHERE status = ? AND expires_at <= ? LIMIT ?"),
+	rows, err := q.db.QueryRead(ctx, "SELECT tenant_id, binding FROM approvals WHERE status = ? AND expires_at <= ? LIMIT ?",
 		domain.ApprovalPending, now.UnixNano(), limit)
 	if err != nil {
 		return nil, err

@@ -68,8 +68,8 @@ ON CONFLICT (tenant_id, tool) DO UPDATE SET hash = excluded.hash, status = exclu
 
 // Upstreams returns the tenant's registered upstreams, oldest first.
 func (q *Queries) Upstreams(ctx context.Context, tenant string) ([]domain.UpstreamRegistered, error) {
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind(
-		"SELECT name, transport, url, command, key_id, sealed_config FROM proxy_upstreams WHERE tenant_id = ? ORDER BY created_at, name"), tenant)
+	rows, err := q.db.QueryRead(ctx,
+		"SELECT name, transport, url, command, key_id, sealed_config FROM proxy_upstreams WHERE tenant_id = ? ORDER BY created_at, name", tenant)
 	if err != nil {
 		return nil, fmt.Errorf("projections: list upstreams: %w", err)
 	}
@@ -110,7 +110,7 @@ func (q *Queries) Pin(ctx context.Context, tenant, tool string) (Pin, bool, erro
 
 // Policies returns the tenant's proxy policies in the order they were added.
 func (q *Queries) Policies(ctx context.Context, tenant string) ([]domain.Policy, error) {
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT policy FROM proxy_policies WHERE tenant_id = ? ORDER BY created_at, policy_id"), tenant)
+	rows, err := q.db.QueryRead(ctx, "SELECT policy FROM proxy_policies WHERE tenant_id = ? ORDER BY created_at, policy_id", tenant)
 	if err != nil {
 		return nil, fmt.Errorf("projections: list policies: %w", err)
 	}

@@ -24,7 +24,7 @@ type Queries struct {
 func NewQueries(db *sqldb.DB) *Queries { return &Queries{db: db} }
 
 func (q *Queries) row(ctx context.Context, query string, args ...any) *sql.Row {
-	return q.db.Read.QueryRowContext(ctx, q.db.Rebind(query), args...)
+	return q.db.QueryRowRead(ctx, query, args...)
 }
 
 func nanos(n int64) time.Time { return time.Unix(0, n).UTC() }
@@ -88,8 +88,8 @@ func (q *Queries) KeyByPrefix(ctx context.Context, prefix string) (KeyView, bool
 
 // Keys returns the tenant's keys, oldest first.
 func (q *Queries) Keys(ctx context.Context, tenant string) ([]KeyView, error) {
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind(
-		"SELECT prefix, name, scopes, rate_limit, created_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY created_at, prefix"), tenant)
+	rows, err := q.db.QueryRead(ctx,
+		"SELECT prefix, name, scopes, rate_limit, created_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY created_at, prefix", tenant)
 	if err != nil {
 		return nil, fmt.Errorf("projections: list keys: %w", err)
 	}
@@ -197,7 +197,7 @@ func (q *Queries) Audit(ctx context.Context, tenant string, f AuditFilter) ([]Au
 		limit = 100
 	}
 	args = append(args, limit+1)
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT "+auditColumns+" FROM audit_entries WHERE "+where+" ORDER BY seq DESC LIMIT ?"), args...)
+	rows, err := q.db.QueryRead(ctx, "SELECT "+auditColumns+" FROM audit_entries WHERE "+where+" ORDER BY seq DESC LIMIT ?", args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("projections: read audit trail: %w", err)
 	}
@@ -215,7 +215,7 @@ func (q *Queries) Audit(ctx context.Context, tenant string, f AuditFilter) ([]Au
 // streaming, for exports.
 func (q *Queries) AuditAscending(ctx context.Context, tenant string, f AuditFilter, fn func(*AuditRow) error) error {
 	where, args := f.where(tenant)
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT "+auditColumns+" FROM audit_entries WHERE "+where+" ORDER BY seq"), args...)
+	rows, err := q.db.QueryRead(ctx, "SELECT "+auditColumns+" FROM audit_entries WHERE "+where+" ORDER BY seq", args...)
 	if err != nil {
 		return fmt.Errorf("projections: read audit trail: %w", err)
 	}
@@ -266,8 +266,8 @@ type SpendSummary struct {
 // Spend totals the tenant's spend, optionally for one session or agent.
 func (q *Queries) Spend(ctx context.Context, tenant string, f AuditFilter) (SpendSummary, error) {
 	where, args := f.where(tenant)
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind(
-		"SELECT tool, COALESCE(SUM(cost), 0), COUNT(*) FROM audit_entries WHERE "+where+" AND type IN (?, ?, ?) GROUP BY tool ORDER BY tool"),
+	rows, err := q.db.QueryRead(ctx,
+		"SELECT tool, COALESCE(SUM(cost), 0), COUNT(*) FROM audit_entries WHERE "+where+" AND type IN (?, ?, ?) GROUP BY tool ORDER BY tool",
 		append(args, domain.TypeAuditLogged, domain.TypePaymentAuthorized, domain.TypePaymentReleased)...)
 	if err != nil {
 		return SpendSummary{}, fmt.Errorf("projections: spend: %w", err)
@@ -332,7 +332,7 @@ COUNT(DISTINCT CASE WHEN revoked_at IS NULL AND expires_at > ? THEN agent_id END
 	if err := q.row(ctx, "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL", tenant).Scan(&c.Keys); err != nil {
 		return c, err
 	}
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT type, count FROM event_counts WHERE tenant_id = ?"), tenant)
+	rows, err := q.db.QueryRead(ctx, "SELECT type, count FROM event_counts WHERE tenant_id = ?", tenant)
 	if err != nil {
 		return c, err
 	}
@@ -352,7 +352,7 @@ COUNT(DISTINCT CASE WHEN revoked_at IS NULL AND expires_at > ? THEN agent_id END
 
 // SecretNames returns the tenant's secret names, sorted.
 func (q *Queries) SecretNames(ctx context.Context, tenant string) ([]string, error) {
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT name FROM secrets WHERE tenant_id = ? ORDER BY name"), tenant)
+	rows, err := q.db.QueryRead(ctx, "SELECT name FROM secrets WHERE tenant_id = ? ORDER BY name", tenant)
 	if err != nil {
 		return nil, fmt.Errorf("projections: list secrets: %w", err)
 	}

@@ -90,8 +90,8 @@ func (q *Queries) ReadHashes(ctx context.Context, tenant string, indexes []int64
 	for _, i := range indexes {
 		args = append(args, i)
 	}
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind("SELECT idx, hash FROM tree_hashes WHERE tenant_id = ? AND idx IN (?"+
-		strings.Repeat(",?", len(indexes)-1)+")"), args...)
+	rows, err := q.db.QueryRead(ctx, "SELECT idx, hash FROM tree_hashes WHERE tenant_id = ? AND idx IN (?"+
+		strings.Repeat(",?", len(indexes)-1)+")", args...)
 	if err != nil {
 		return nil, fmt.Errorf("projections: read tree hashes: %w", err)
 	}

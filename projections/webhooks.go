@@ -187,10 +187,10 @@ type WebhookRow struct {
 
 // Webhooks lists the tenant's webhooks with delivered and failed counts.
 func (q *Queries) Webhooks(ctx context.Context, tenant string) ([]WebhookRow, error) {
-	rows, err := q.db.Read.QueryContext(ctx, q.db.Rebind(`SELECT w.webhook_id, w.url, w.name, w.events, w.active, w.created_at, w.prev_expires_at,
+	rows, err := q.db.QueryRead(ctx, `SELECT w.webhook_id, w.url, w.name, w.events, w.active, w.created_at, w.prev_expires_at,
 (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.tenant_id = w.tenant_id AND d.webhook_id = w.webhook_id AND d.status = 'delivered'),
 (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.tenant_id = w.tenant_id AND d.webhook_id = w.webhook_id AND d.status IN ('failed', 'disabled'))
-FROM webhooks w WHERE w.tenant_id = ? ORDER BY w.created_at, w.webhook_id`), tenant)
+FROM webhooks w WHERE w.tenant_id = ? ORDER BY w.created_at, w.webhook_id`, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("projections: list webhooks: %w", err)
 	}

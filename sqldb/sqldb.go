@@ -40,6 +40,7 @@ type DB struct {
 	Path string
 	// Stmts caches statements prepared on Write; nil for Postgres.
 	Stmts *StmtCache
+	reads readStmts
 }
 
 // DatabaseFile is the SQLite file name inside the data directory.
@@ -119,6 +120,7 @@ func redact(err error, url string) error {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.reads.close()
 	if db.Stmts != nil {
 		db.Stmts.Close()
 	}

@@ -13,7 +13,7 @@ const selectColumns = "SELECT position, tenant_id, seq, event_id, stream, stream
 
 // ReadStream implements events.Store.
 func (s *Store) ReadStream(ctx context.Context, tenant, stream string, after int64) ([]events.Event, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE tenant_id = ? AND stream = ? AND stream_version > ? ORDER BY stream_version"),
+	rows, err := s.db.QueryRead(ctx, selectColumns+" WHERE tenant_id = ? AND stream = ? AND stream_version > ? ORDER BY stream_version",
 		tenant, stream, after)
 	if err != nil {
 		return nil, fmt.Errorf("events: read stream: %w", err)
@@ -23,7 +23,7 @@ func (s *Store) ReadStream(ctx context.Context, tenant, stream string, after int
 
 // ReadTenant implements events.Store.
 func (s *Store) ReadTenant(ctx context.Context, tenant string, after int64, limit int) ([]events.Event, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
+	rows, err := s.db.QueryRead(ctx, selectColumns+" WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
 		tenant, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("events: read tenant: %w", err)
@@ -42,7 +42,7 @@ func (s *Store) Tail(ctx context.Context, after int64, limit int) ([]events.Even
 
 // ReadAll implements events.Store.
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]events.Event, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE position > ? ORDER BY position LIMIT ?"), after, limit)
+	rows, err := s.db.QueryRead(ctx, selectColumns+" WHERE position > ? ORDER BY position LIMIT ?", after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("events: read: %w", err)
 	}
@@ -51,7 +51,7 @@ func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]events.E
 
 // Lookup implements events.Store.
 func (s *Store) Lookup(ctx context.Context, id string) (events.Event, bool, error) {
-	rows, err := s.db.Read.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE event_id = ?"), id)
+	rows, err := s.db.QueryRead(ctx, selectColumns+" WHERE event_id = ?", id)
 	if err != nil {
 		return events.Event{}, false, fmt.Errorf("events: look up %s: %w", id, err)
 	}
@@ -65,7 +65,7 @@ func (s *Store) Lookup(ctx context.Context, id string) (events.Event, bool, erro
 // Head implements events.Store.
 func (s *Store) Head(ctx context.Context) (int64, error) {
 	var h int64
-	if err := s.db.Read.QueryRowContext(ctx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&h); err != nil {
+	if err := s.db.QueryRowRead(ctx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&h); err != nil {
 		return 0, fmt.Errorf("events: read head: %w", err)
 	}
 	return h, nil
@@ -107,7 +107,7 @@ func scanEvents(rows *sql.Rows) ([]events.Event, error) {
 
 // Scan implements events.Scanner.
 func (s *Store) Scan(ctx context.Context, from, to int64, fn func(*events.Event) error) error {
-	rows, err := s.db.Read.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE position >= ? AND position <= ? ORDER BY position"), from, to)
+	rows, err := s.db.QueryRead(ctx, selectColumns+" WHERE position >= ? AND position <= ? ORDER BY position", from, to)
 	if err != nil {
 		return fmt.Errorf("events: scan: %w", err)
 	}
