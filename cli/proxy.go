@@ -91,7 +91,9 @@ func newProxy(e *env) *cobra.Command {
 	register.Flags().StringArrayVar(&envs, "env", nil, "environment KEY=VALUE for a local command; {{secret:NAME}} is filled from the vault")
 
 	upstreams := e.simple("upstreams", "Show upstream health and call stats", "  haldir proxy upstreams", cobra.NoArgs,
-		func(*cobra.Command, []string) (string, string, any, error) { return "GET", "/v1/proxy/upstreams", nil, nil },
+		func(*cobra.Command, []string) (string, string, any, error) {
+			return "GET", "/v1/proxy/upstreams", nil, nil
+		},
 		func(w io.Writer, r map[string]any) {
 			ups, _ := r["upstreams"].([]any)
 			for _, x := range ups {
@@ -129,7 +131,9 @@ func newProxy(e *env) *cobra.Command {
 		func(_ *cobra.Command, a []string) (string, string, any, error) {
 			return "POST", "/v1/proxy/tools/" + pathEsc(a[0]) + "/approve", nil, nil
 		},
-		func(w io.Writer, r map[string]any) { fmt.Fprintf(w, "approved %v at definition %v\n", r["tool"], r["definition_hash"]) })
+		func(w io.Writer, r map[string]any) {
+			fmt.Fprintf(w, "approved %v at definition %v\n", r["tool"], r["definition_hash"])
+		})
 
 	var session, args string
 	var cost float64
@@ -203,7 +207,9 @@ func newPolicy(e *env) *cobra.Command {
 	f.StringVar(&tz, "timezone", "", "IANA time zone of the window (default UTC)")
 
 	list := e.simple("list", "List proxy policies", "  haldir proxy policy list", cobra.NoArgs,
-		func(*cobra.Command, []string) (string, string, any, error) { return "GET", "/v1/proxy/policies", nil, nil },
+		func(*cobra.Command, []string) (string, string, any, error) {
+			return "GET", "/v1/proxy/policies", nil, nil
+		},
 		func(w io.Writer, r map[string]any) {
 			ps, _ := r["policies"].([]any)
 			for _, x := range ps {
