@@ -709,3 +709,69 @@ func TestMCPServerCard(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyUpstreamHeaderFromTheVault: an upstream registered with
+// Authorization: Bearer {{secret:NAME}} receives the secret's value on
+// every request, while the registration event, the audit trail and the
+// listing hold only the placeholder; a missing secret leaves the upstream
+// unconnected with a clear error.
+func TestProxyUpstreamHeaderFromTheVault(t *testing.T) {
+	each(t, func(t *testing.T, s *apptest.Server) {
+		a := s.NewTenant("a")
+		s.NewTenant("b")
+		token := randomToken("upstream-token-")
+		up := newUpstream(t)
+		var mu sync.Mutex
+		refused := 0
+		guarded := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer "+token {
+				mu.Lock()
+				refused++
+				mu.Unlock()
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			up.srv.Config.Handler.ServeHTTP(w, r)
+		}))
+		t.Cleanup(func() {
+			guarded.CloseClientConnections()
+			guarded.Close()
+		})
+		a.Do("POST", "/v1/secrets", map[string]any{"name": "files_token", "value": token}).Expect(t, 201)
+		spec := map[string]any{"name": "files", "url": guarded.URL, "headers": map[string]string{"Authorization": "Bearer {{secret:files_token}}"}}
+		reg := a.Do("POST", "/v1/proxy/upstreams", spec).Expect(t, 201)
+		if !reg.Bool("healthy") || reg.Num("tools_discovered") != 2 {
+			t.Fatalf("register: %s (the upstream refused %d requests)", reg, refused)
+		}
+		ses := agentSession(t, a, "bot", 0, "tool:files")
+		proxyCall(a, ses, "files.echo", map[string]any{"message": "authorised"}, 0).Expect(t, 200)
+		if !up.received("authorised") || refused != 0 {
+			t.Fatalf("the call did not reach the upstream with its header (refused %d)", refused)
+		}
+		for _, path := range []string{"/v1/proxy/upstreams", "/v1/audit?limit=1000", "/v1/audit/export?format=jsonl"} {
+			if r := a.Do("GET", path, nil); strings.Contains(string(r.Raw), token) {
+				t.Errorf("%s shows the upstream's secret header", path)
+			}
+		}
+		assertNotStored(t, s, token, "files_token")
+
+		// A header naming a missing secret: registered, not connected.
+		bad := map[string]any{"name": "nokey", "url": guarded.URL, "headers": map[string]string{"Authorization": "Bearer {{secret:missing}}"}}
+		r := a.Do("POST", "/v1/proxy/upstreams", bad).Expect(t, 201)
+		if r.Bool("healthy") || r.Num("tools_discovered") != 0 || !strings.Contains(r.Str("error"), "secret") {
+			t.Errorf("an upstream whose secret is missing: %s", r)
+		}
+		// Calls do not retry it each time: one refused read is recorded.
+		for range 3 {
+			proxyCall(a, ses, "files.echo", map[string]any{"message": "again"}, 0).Expect(t, 200)
+		}
+		list := a.Do("GET", "/v1/proxy/upstreams", nil).Expect(t, 200)
+		if list.Num("count") != 2 || !strings.Contains(string(list.Raw), "does not exist") {
+			t.Errorf("upstreams: %s", list)
+		}
+		// The store, the read for "files", the refused read for "nokey".
+		if got := trailActions(t, a, "vault"); !slices.Equal(got, []string{"store", "read", "read_denied"}) {
+			t.Errorf("vault trail: %v", got)
+		}
+	})
+}

@@ -78,7 +78,15 @@ type tenantPool struct {
 	pool  *proxy.Pool
 	mu    sync.Mutex
 	added map[string]bool
+	// broken holds registrations that could not be configured (a secret
+	// their headers name is missing, say), retried after retryBroken.
+	broken map[string]proxy.Status
 }
+
+// retryBroken is how long an upstream that could not be configured waits
+// before the next attempt, so that calls do not retry it (and record a
+// refused secret read) every time.
+const retryBroken = 30 * time.Second
 
 // New returns a Gateway.
 func New(opts Options) *Gateway {
@@ -116,7 +124,7 @@ func (g *Gateway) poolFor(tenant string) *tenantPool {
 	defer g.mu.Unlock()
 	tp := g.pools[tenant]
 	if tp == nil {
-		tp = &tenantPool{added: map[string]bool{}}
+		tp = &tenantPool{added: map[string]bool{}, broken: map[string]proxy.Status{}}
 		tp.pool = proxy.NewPool(proxy.PoolOptions{
 			HTTPClient: g.httpc, ClientName: "haldir-proxy", ClientVersion: g.opts.Version, Logger: g.log,
 			OnDiscovery: func(d proxy.Discovery) { g.observe(tenant, d) },
@@ -152,11 +160,21 @@ func (g *Gateway) sync(ctx context.Context, tenant string) (*tenantPool, error) 
 		if tp.added[reg.Name] {
 			continue
 		}
+		if b, ok := tp.broken[reg.Name]; ok && g.now().Sub(b.LastErrorAt) < retryBroken {
+			continue
+		}
 		up, err := g.upstream(ctx, tenant, reg)
 		if err != nil {
 			g.log.Error("cannot configure upstream", "tenant", tenant, "upstream", reg.Name, "err", err)
+			reason := "its configuration could not be opened"
+			var de *domain.Error
+			if errors.As(err, &de) {
+				reason = de.Message
+			}
+			tp.broken[reg.Name] = proxy.Status{Name: reg.Name, Transport: reg.Transport, URL: reg.URL, LastError: reason, LastErrorAt: g.now()}
 			continue
 		}
+		delete(tp.broken, reg.Name)
 		// A first connection that fails still registers the upstream,
 		// which keeps reconnecting.
 		if _, err := tp.pool.Add(ctx, up); err != nil && !errors.Is(err, proxy.ErrUnavailable) {
@@ -250,6 +268,8 @@ func (g *Gateway) RegisterUpstream(ctx context.Context, a commands.Actor, spec U
 	out := Registered{Name: spec.Name, URL: spec.URL, Transport: spec.Transport}
 	if st, err := tp.pool.Status(spec.Name); err == nil {
 		out.Healthy, out.Error = st.Connected, st.LastError
+	} else if st, ok := tp.broken[spec.Name]; ok {
+		out.Error = st.LastError
 	}
 	for _, t := range tp.pool.Tools() {
 		if up, _, _ := proxy.Split(t.Name); up == spec.Name {
@@ -265,7 +285,14 @@ func (g *Gateway) Statuses(ctx context.Context, tenant string) ([]proxy.Status, 
 	if err != nil {
 		return nil, err
 	}
-	return tp.pool.Statuses(), nil
+	out := tp.pool.Statuses()
+	tp.mu.Lock()
+	for _, st := range tp.broken {
+		out = append(out, st)
+	}
+	tp.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // Tool is a proxied tool as listed.
