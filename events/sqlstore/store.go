@@ -276,6 +276,11 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 		s.lastPos = head
 	}
 
+	if s.db.Dialect == sqldb.Postgres {
+		if err := s.prefetchVersions(ctx, tx, calls); err != nil {
+			return nil, 0, err
+		}
+	}
 	existing := map[string]events.Event{}
 	if lookup {
 		for _, c := range calls {
@@ -437,6 +442,51 @@ func (s *Store) recorded(p *pending, existing map[string]events.Event, id string
 func sameContent(p *events.Proposed, e *events.Event) bool {
 	return p.Tenant == e.Tenant && p.Stream == e.Stream && p.Type == e.Type &&
 		string(p.Payload) == string(e.Payload) && string(events.EncodeMetadata(p.Meta)) == string(e.Metadata)
+}
+
+// prefetchVersions caches, in one query, the versions of the streams the
+// calls name that the cache does not know (0 for new streams). On Postgres
+// each lookup would be a round trip made while the ledger lock is held; a
+// batch of new sessions names a new stream each.
+func (s *Store) prefetchVersions(ctx context.Context, tx *sql.Tx, calls []*appendCall) error {
+	want := map[streamKey]bool{}
+	var tenants, streams []string
+	for _, c := range calls {
+		for _, pr := range c.events {
+			k := streamKey{pr.Tenant, pr.Stream}
+			if _, known := s.versions[k]; known || want[k] {
+				continue
+			}
+			want[k] = true
+			tenants, streams = append(tenants, k.tenant), append(streams, k.stream)
+		}
+	}
+	if len(want) < 2 {
+		return nil // one lookup costs the same either way
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT e.tenant_id, e.stream, MAX(e.stream_version) FROM events e
+JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, stream) ON e.tenant_id = k.tenant_id AND e.stream = k.stream
+GROUP BY e.tenant_id, e.stream`, tenants, streams)
+	if err != nil {
+		return fmt.Errorf("events: read stream versions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k streamKey
+		var v int64
+		if err := rows.Scan(&k.tenant, &k.stream, &v); err != nil {
+			return fmt.Errorf("events: read stream versions: %w", err)
+		}
+		s.versions[k] = v
+		delete(want, k)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("events: read stream versions: %w", err)
+	}
+	for k := range want {
+		s.versions[k] = 0
+	}
+	return nil
 }
 
 func (s *Store) streamVersion(ctx context.Context, tx *sql.Tx, p *pending, key streamKey) (int64, error) {

@@ -2,8 +2,13 @@ package sqlstore_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 
+	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/events/storetest"
 	"github.com/haldir-dev/haldir/sqldb"
@@ -42,5 +47,100 @@ func harness(t *testing.T, db *sqldb.DB) storetest.Harness {
 			err := db.Read.QueryRowContext(ctx, db.Rebind(q), args...).Scan(&v)
 			return v, err
 		},
+	}
+}
+
+// TestColdCacheDecisionsOnManyStreams: a store that has never seen a
+// database's streams (a restarted or second replica) decides batches that
+// name many of them at once: every expected version is checked against
+// what is stored, new streams start at 1, and exactly one of two racing
+// appends to each stream wins.
+func TestColdCacheDecisionsOnManyStreams(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db, _ := b.Open(t)
+			ctx := context.Background()
+			seeder, err := sqlstore.Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const streams = 40
+			seeded := 0
+			for i := range streams {
+				for range i%3 + 1 {
+					if _, err := seeder.Append(ctx, events.Proposed{ID: events.NewID(), Tenant: fmt.Sprint("t", i%2), Stream: fmt.Sprint("old/", i),
+						ExpectedVersion: events.AnyVersion, Type: "seeded", Payload: []byte(`{}`)}); err != nil {
+						t.Fatal(err)
+					}
+					seeded++
+				}
+			}
+			seeder.Close()
+			s, err := sqlstore.Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+
+			type outcome struct {
+				stream string
+				err    error
+				ev     []events.Event
+			}
+			var wg sync.WaitGroup
+			results := make(chan outcome, 4*streams)
+			start := make(chan struct{})
+			race := func(tenant, stream string, expected int64) {
+				defer wg.Done()
+				<-start
+				ev, err := s.Append(ctx, events.Proposed{ID: events.NewID(), Tenant: tenant, Stream: stream, ExpectedVersion: expected, Type: "decided", Payload: []byte(`{}`)})
+				results <- outcome{stream, err, ev}
+			}
+			for i := range streams {
+				tenant := fmt.Sprint("t", i%2)
+				wg.Add(4)
+				go race(tenant, fmt.Sprint("old/", i), int64(i%3+1)) // right version
+				go race(tenant, fmt.Sprint("old/", i), int64(i%3+1)) // the same decision, racing
+				go race(tenant, fmt.Sprint("new/", i), 0)
+				go race(tenant, fmt.Sprint("new/", i), 0)
+			}
+			close(start)
+			wg.Wait()
+			close(results)
+			wins := map[string]int{}
+			for r := range results {
+				switch {
+				case r.err == nil:
+					wins[r.stream]++
+					want := int64(1)
+					if strings.HasPrefix(r.stream, "old/") {
+						var i int
+						fmt.Sscan(strings.TrimPrefix(r.stream, "old/"), &i)
+						want = int64(i%3 + 2)
+					}
+					if r.ev[0].Version != want {
+						t.Errorf("%s: appended at version %d, want %d", r.stream, r.ev[0].Version, want)
+					}
+				case errors.Is(r.err, events.ErrConflict):
+				default:
+					t.Errorf("%s: %v", r.stream, r.err)
+				}
+			}
+			for i := range streams {
+				for _, st := range []string{fmt.Sprint("old/", i), fmt.Sprint("new/", i)} {
+					if wins[st] != 1 {
+						t.Errorf("%s: %d appends won, want exactly 1", st, wins[st])
+					}
+				}
+			}
+			// A wrong expected version is refused even for a stream the
+			// store only learnt of in a batch.
+			if _, err := s.Append(ctx, events.Proposed{ID: events.NewID(), Tenant: "t0", Stream: "old/0", ExpectedVersion: 1, Type: "late", Payload: []byte(`{}`)}); !errors.Is(err, events.ErrConflict) {
+				t.Errorf("a stale expected version was accepted: %v", err)
+			}
+			if r, err := events.VerifyAll(ctx, s, nil); err != nil || r.Checked != int64(seeded+2*streams) {
+				t.Errorf("verify: checked %d (%v), want every seeded and won append", r.Checked, err)
+			}
+		})
 	}
 }
