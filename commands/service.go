@@ -153,10 +153,7 @@ func encode(p any) []byte {
 // idempotent command whose derived ids are already recorded gets the
 // recorded events back, whatever it decided this time.
 func (s *Service) append(ctx context.Context, ps ...events.Proposed) ([]events.Event, error) {
-	recs, err := s.store.Append(ctx, ps...)
-	if errors.Is(err, events.ErrDuplicateID) {
-		recs, err = recorded(ctx, s.store, ps)
-	}
+	recs, err := s.appendDurable(ctx, ps...)
 	if err != nil {
 		return nil, err
 	}
@@ -164,24 +161,23 @@ func (s *Service) append(ctx context.Context, ps ...events.Proposed) ([]events.E
 	return recs, nil
 }
 
-// appendUnsettled appends like append but does not wait for projections;
-// the caller settles the returned position itself (see Settle).
-func (s *Service) appendUnsettled(ctx context.Context, ps ...events.Proposed) (int64, error) {
+// appendDurable is append without the wait for the projections.
+func (s *Service) appendDurable(ctx context.Context, ps ...events.Proposed) ([]events.Event, error) {
 	recs, err := s.store.Append(ctx, ps...)
 	if errors.Is(err, events.ErrDuplicateID) {
 		recs, err = recorded(ctx, s.store, ps)
 	}
+	return recs, err
+}
+
+// appendUnsettled appends like append but does not wait for projections;
+// the caller settles the returned position itself (see Settle).
+func (s *Service) appendUnsettled(ctx context.Context, ps ...events.Proposed) (int64, error) {
+	recs, err := s.appendDurable(ctx, ps...)
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
 	return recs[len(recs)-1].Position, nil
-}
-
-// Settle waits, with the command bound, for the projections to reach
-// position, giving read-your-writes to a command that appended without
-// waiting.
-func (s *Service) Settle(ctx context.Context, position int64) {
-	s.settle(ctx, []events.Event{{Position: position}})
 }
 
 // recorded returns the stored events with the ids of ps.
@@ -200,17 +196,25 @@ func recorded(ctx context.Context, store events.Store, ps []events.Proposed) ([]
 	return out, nil
 }
 
-// settle waits, within a bound, until the projections include recs. A
+// settle waits until the projections include recs (see Settle).
+func (s *Service) settle(ctx context.Context, recs []events.Event) {
+	if len(recs) > 0 {
+		s.Settle(ctx, recs[len(recs)-1].Position)
+	}
+}
+
+// Settle waits, within a bound, for the projections to reach position,
+// giving read-your-writes to a command that appended without waiting. A
 // timeout is logged, not returned: the events are durable, only slower to
 // show.
-func (s *Service) settle(ctx context.Context, recs []events.Event) {
-	if len(recs) == 0 || s.waiter == nil {
+func (s *Service) Settle(ctx context.Context, position int64) {
+	if s.waiter == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.settleTimeout)
 	defer cancel()
-	if err := s.waiter.WaitFor(ctx, recs[len(recs)-1].Position); err != nil {
-		s.log.Warn("projections lag behind a committed command", "position", recs[len(recs)-1].Position, "err", err)
+	if err := s.waiter.WaitFor(ctx, position); err != nil {
+		s.log.Warn("projections lag behind a committed command", "position", position, "err", err)
 	}
 }
 

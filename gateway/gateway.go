@@ -196,18 +196,13 @@ func (g *Gateway) upstream(ctx context.Context, tenant string, reg domain.Upstre
 	fill := func(m map[string]string) (map[string]string, error) {
 		out := map[string]string{}
 		for k, v := range m {
-			raw, _ := json.Marshal(v)
-			filled, _, err := vault.ResolveJSON(raw, func(name string) (string, error) {
+			filled, _, err := vault.Resolve(v, func(name string) (string, error) {
 				return g.cmd.ReadSecretForUpstream(ctx, tenant, reg.Name, name)
 			})
 			if err != nil {
 				return nil, err
 			}
-			var s string
-			if err := json.Unmarshal(filled, &s); err != nil {
-				return nil, err
-			}
-			out[k] = s
+			out[k] = filled.(string)
 		}
 		return out, nil
 	}
@@ -401,12 +396,17 @@ func (g *Gateway) Call(ctx context.Context, a commands.Actor, c Call) (*mcp.Call
 	case !domain.Grants(ses.Scopes, domain.ToolScope(upName, toolName)):
 		return refuse(&Refusal{Code: domain.CodeInsufficientScope, Reason: fmt.Sprintf("the session does not hold %q", domain.ToolScope(upName, toolName))})
 	}
-	// 2. The tool, and its pin.
-	tp, err := g.sync(ctx, a.Tenant)
-	if err != nil {
-		return nil, nil, err
-	}
+	// 2. The tool, and its pin. The registrations are read again only for
+	// a tool this process does not know (registered since, perhaps by
+	// another replica), not on every call.
+	tp := g.poolFor(a.Tenant)
 	def, ok := tp.pool.Tool(c.Tool)
+	if !ok {
+		if tp, err = g.sync(ctx, a.Tenant); err != nil {
+			return nil, nil, err
+		}
+		def, ok = tp.pool.Tool(c.Tool)
+	}
 	if !ok {
 		return refuse(&Refusal{Code: domain.CodeNotFound, Reason: fmt.Sprintf("no upstream offers %s", c.Tool)})
 	}
