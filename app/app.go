@@ -20,6 +20,7 @@ import (
 	"github.com/haldir-dev/haldir/evidence"
 	"github.com/haldir-dev/haldir/gateway"
 	"github.com/haldir-dev/haldir/idempotency"
+	"github.com/haldir-dev/haldir/internal/outbound"
 	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/migrations"
 	"github.com/haldir-dev/haldir/projections"
@@ -112,7 +113,7 @@ type App struct {
 	Keys        *keystore.Store
 	Checkpoints *treelog.Log
 	Deliveries  *webhooks.Queue
-	Guard       webhooks.Guard
+	Guard       outbound.Guard
 	Gateway     *gateway.Gateway
 
 	stop chan struct{}
@@ -135,7 +136,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.Deliveries = webhooks.NewQueue(db, 0)
-	a.Guard = webhooks.Guard{AllowPrivate: cfg.AllowPrivateNetworks}
+	a.Guard = outbound.Guard{AllowPrivate: cfg.AllowPrivateNetworks}
 	if a.Projector, err = projections.NewProjector(ctx, db, a.Store, log, projections.CoreGroup, projections.OutboxGroup(a.Deliveries)); err != nil {
 		a.Store.Close()
 		db.Close()

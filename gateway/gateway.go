@@ -39,11 +39,11 @@ import (
 
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/internal/outbound"
 	"github.com/haldir-dev/haldir/projections"
 	"github.com/haldir-dev/haldir/proxy"
 	"github.com/haldir-dev/haldir/ratelimit"
 	"github.com/haldir-dev/haldir/vault"
-	"github.com/haldir-dev/haldir/webhooks"
 )
 
 // Options configure a Gateway.
@@ -52,7 +52,7 @@ type Options struct {
 	Queries  *projections.Queries
 	Limiter  ratelimit.Limiter
 	// Guard checks upstream URLs and every connection to them.
-	Guard webhooks.Guard
+	Guard outbound.Guard
 	// CallTimeout bounds one forwarded call (default 30 s).
 	CallTimeout time.Duration
 	Log         *slog.Logger
@@ -102,7 +102,7 @@ func New(opts Options) *Gateway {
 	tr := &http.Transport{DialContext: opts.Guard.DialContext, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 60 * time.Second}
 	return &Gateway{opts: opts, cmd: opts.Commands, q: opts.Queries, log: opts.Log, now: func() time.Time { return opts.Now().UTC() },
-		httpc: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		httpc: &http.Client{Transport: tr, CheckRedirect: opts.Guard.CheckRedirect},
 		pools: map[string]*tenantPool{}}
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/haldir-dev/haldir/internal/outbound"
 )
 
 // UserAgent is the User-Agent of every delivery.
@@ -64,11 +66,12 @@ func (r Result) OK() bool { return r.Error == "" && r.StatusCode >= 200 && r.Sta
 
 // Deliver POSTs d.Body to d.URL with client, signed with every secret of
 // d, with content-type application/json and user-agent UserAgent, and
-// reports the outcome; a nil client means Guard{}.Client(DefaultTimeout).
-// It reads at most 1 KiB of the response. Only a 2xx
-// answer is a success; a redirect is not followed (use a Guard's Client)
-// and counts as a failure. Deliver never returns an error: failures are in
-// Result.Error.
+// reports the outcome; a nil client means
+// outbound.Guard{}.Client(outbound.DefaultTimeout). It reads at most 1 KiB
+// of the response. Only a 2xx answer is a success; a redirect is not
+// followed (use a Guard's Client) and counts as a failure, reported as a
+// refused redirect when its target is one the guard refuses. Deliver never
+// returns an error: failures are in Result.Error.
 func Deliver(ctx context.Context, client *http.Client, d Delivery) Result {
 	r := Result{Start: time.Now()}
 	finish := func(r Result) Result {
@@ -76,7 +79,7 @@ func Deliver(ctx context.Context, client *http.Client, d Delivery) Result {
 		return r
 	}
 	if client == nil {
-		client = Guard{}.Client(DefaultTimeout)
+		client = outbound.Guard{}.Client(outbound.DefaultTimeout)
 		defer client.CloseIdleConnections()
 	}
 	ts := d.Timestamp
@@ -129,9 +132,13 @@ func describe(err error) string {
 	var recErr tls.RecordHeaderError
 	var netErr net.Error
 	switch {
-	case errors.Is(err, ErrForbiddenAddress):
+	case errors.Is(err, outbound.ErrRedirect) && errors.Is(err, outbound.ErrForbiddenAddress):
+		return "redirect to an address not allowed"
+	case errors.Is(err, outbound.ErrRedirect):
+		return "redirect to an invalid url"
+	case errors.Is(err, outbound.ErrForbiddenAddress):
 		return "address not allowed"
-	case errors.Is(err, ErrInvalidURL):
+	case errors.Is(err, outbound.ErrInvalidURL):
 		return "host does not resolve"
 	case errors.Is(err, context.Canceled):
 		return "canceled"

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/haldir-dev/haldir/internal/outbound"
 	"github.com/haldir-dev/haldir/webhooks"
 )
 
@@ -38,7 +39,7 @@ func TestDeliverSignsForEverySecret(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	r := webhooks.Deliver(context.Background(), webhooks.Guard{AllowPrivate: true}.Client(time.Second), webhooks.Delivery{
+	r := webhooks.Deliver(context.Background(), outbound.Guard{AllowPrivate: true}.Client(time.Second), webhooks.Delivery{
 		ID: "evt_1", URL: srv.URL + "/in", Secrets: []string{newSecret, oldSecret}, Body: []byte(body),
 	})
 	want := seen{Method: "POST", Path: "/in", ContentType: "application/json", UserAgent: "Haldir-Webhooks/1",
@@ -101,7 +102,7 @@ func TestDeliverOutcomes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(tc.handler)
 			defer srv.Close()
-			got := webhooks.Deliver(context.Background(), webhooks.Guard{AllowPrivate: true}.Client(2*time.Second),
+			got := webhooks.Deliver(context.Background(), outbound.Guard{AllowPrivate: true}.Client(2*time.Second),
 				webhooks.Delivery{ID: "evt_1", URL: srv.URL, Secrets: []string{webhooks.NewSecret()}, Body: []byte(`{}`)})
 			if strings.Contains(got.Error, leak) {
 				t.Errorf("Error %q reflects the response", got.Error)
@@ -147,17 +148,17 @@ func TestDeliverFailuresWithoutResponse(t *testing.T) {
 	secret := webhooks.NewSecret()
 	for _, tc := range []struct {
 		name    string
-		guard   webhooks.Guard
+		guard   outbound.Guard
 		url     string
 		secrets []string
 		want    string
 	}{
-		{"timeout", webhooks.Guard{AllowPrivate: true}, hang.URL, []string{secret}, "timeout"},
-		{"connection refused", webhooks.Guard{AllowPrivate: true}, refused, []string{secret}, "connection refused"},
-		{"forbidden address", webhooks.Guard{}, hang.URL, []string{secret}, "address not allowed"},
-		{"no secret", webhooks.Guard{AllowPrivate: true}, hang.URL, nil, "cannot sign: no active secret"},
-		{"bad secret", webhooks.Guard{AllowPrivate: true}, hang.URL, []string{"whsec_short"}, "cannot sign: secret is not base64"},
-		{"bad url", webhooks.Guard{AllowPrivate: true}, "http://[::1", []string{secret}, "invalid url"},
+		{"timeout", outbound.Guard{AllowPrivate: true}, hang.URL, []string{secret}, "timeout"},
+		{"connection refused", outbound.Guard{AllowPrivate: true}, refused, []string{secret}, "connection refused"},
+		{"forbidden address", outbound.Guard{}, hang.URL, []string{secret}, "address not allowed"},
+		{"no secret", outbound.Guard{AllowPrivate: true}, hang.URL, nil, "cannot sign: no active secret"},
+		{"bad secret", outbound.Guard{AllowPrivate: true}, hang.URL, []string{"whsec_short"}, "cannot sign: secret is not base64"},
+		{"bad url", outbound.Guard{AllowPrivate: true}, "http://[::1", []string{secret}, "invalid url"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := webhooks.Deliver(context.Background(), tc.guard.Client(300*time.Millisecond),
@@ -169,5 +170,32 @@ func TestDeliverFailuresWithoutResponse(t *testing.T) {
 				t.Errorf("Duration = %v", got.Duration)
 			}
 		})
+	}
+}
+
+// roundTripFunc answers requests without a network.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestDeliverRefusedRedirect: a receiver that redirects to an address the
+// guard refuses is reported as such, not as a plain 3xx.
+func TestDeliverRefusedRedirect(t *testing.T) {
+	var sent []string
+	c := &http.Client{
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			sent = append(sent, r.URL.String())
+			h := http.Header{"Location": {"http://169.254.169.254/latest/meta-data/"}}
+			return &http.Response{StatusCode: http.StatusTemporaryRedirect, Header: h, Body: http.NoBody, Request: r}, nil
+		}),
+		CheckRedirect: outbound.Guard{}.CheckRedirect,
+	}
+	got := webhooks.Deliver(context.Background(), c, webhooks.Delivery{ID: "evt_1", URL: "https://hooks.example/in",
+		Secrets: []string{webhooks.NewSecret()}, Body: []byte(`{}`)})
+	if got.Error != "redirect to an address not allowed" || got.OK() {
+		t.Errorf("Result = %+v, want a refused redirect", got)
+	}
+	if len(sent) != 1 {
+		t.Errorf("requests sent: %q, want only the first", sent)
 	}
 }

@@ -11,10 +11,10 @@
 // secret is being rotated every active secret signs, and the signatures
 // are separated by spaces.
 //
-// Webhook URLs are attacker-controlled, so every call goes through a Guard
-// that refuses private, loopback, link-local and other non-public
-// addresses, both when a URL is checked and, again, on the address a
-// connection is actually made to.
+// Webhook URLs are attacker-controlled, so every call goes through an
+// outbound.Guard that refuses private, loopback, link-local and other
+// non-public addresses, both when a URL is checked and, again, on the
+// address a connection is actually made to; redirects are not followed.
 //
 // Deliveries are durable: a Queue keeps them in the database
 // (webhook_deliveries, webhook_attempts), and a Worker, which runs on every

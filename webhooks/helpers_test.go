@@ -3,10 +3,8 @@ package webhooks_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -186,15 +184,4 @@ func (e *endpoints) Endpoint(_ context.Context, tenant, webhook string) (string,
 		return "", nil, false, nil
 	}
 	return ep.url, ep.secrets, ep.active, nil
-}
-
-// staticResolver resolves names from a table, as DNS would.
-type staticResolver map[string][]netip.Addr
-
-func (r staticResolver) LookupNetIP(_ context.Context, network, host string) ([]netip.Addr, error) {
-	addrs, ok := r[host]
-	if !ok {
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	return addrs, nil
 }

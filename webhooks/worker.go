@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/haldir-dev/haldir/internal/outbound"
 )
 
 // Endpoints tells a Worker where a tenant's webhook lives. Registrations
@@ -46,10 +48,10 @@ type Worker struct {
 	Endpoints Endpoints // required
 	// Guard re-checks each URL before an attempt and, unless Client is
 	// set, guards every connection.
-	Guard Guard
+	Guard outbound.Guard
 	// Client sends the deliveries; nil means Guard.Client(Timeout).
 	Client *http.Client
-	// Timeout bounds one attempt (DefaultTimeout when ≤ 0); it must be
+	// Timeout bounds one attempt (outbound.DefaultTimeout when ≤ 0); it must be
 	// shorter than the queue's lease.
 	Timeout time.Duration
 	// Interval is how often the queue is polled (DefaultInterval).
@@ -77,7 +79,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	timeout := w.Timeout
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = outbound.DefaultTimeout
 	}
 	if timeout >= w.Queue.lease {
 		return fmt.Errorf("webhooks: worker timeout %v must be shorter than the queue lease %v", timeout, w.Queue.lease)
@@ -168,7 +170,7 @@ func (r *run) attempt(ctx context.Context, j Job) {
 	start := time.Now()
 	var res Result
 	if err := w.Guard.CheckURL(actx, url); err != nil {
-		res = Result{Start: start, Duration: time.Since(start), Error: "url refused: " + strings.TrimPrefix(err.Error(), "webhooks: ")}
+		res = Result{Start: start, Duration: time.Since(start), Error: "url refused: " + strings.TrimPrefix(err.Error(), "outbound: ")}
 	} else {
 		res = Deliver(actx, r.client, Delivery{ID: j.EventID, URL: url, Secrets: secrets, Body: j.Body})
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/haldir-dev/haldir/internal/outbound"
 	"github.com/haldir-dev/haldir/sqldb"
 	"github.com/haldir-dev/haldir/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/webhooks"
@@ -85,7 +86,7 @@ func TestWorkerRetries(t *testing.T) {
 			var goneMu sync.Mutex
 			var gone []string
 			start(t, &webhooks.Worker{
-				Queue: q, Endpoints: eps, Guard: webhooks.Guard{AllowPrivate: true},
+				Queue: q, Endpoints: eps, Guard: outbound.Guard{AllowPrivate: true},
 				Timeout: 300 * time.Millisecond, Interval: 10 * time.Millisecond,
 				Backoff: webhooks.Backoff{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 3},
 				OnGone: func(_ context.Context, tenant, webhook string) error {
@@ -239,7 +240,7 @@ func TestWorkerRestart(t *testing.T) {
 				}
 			}
 			worker := func(q *webhooks.Queue) *webhooks.Worker {
-				return &webhooks.Worker{Queue: q, Endpoints: eps, Guard: webhooks.Guard{AllowPrivate: true},
+				return &webhooks.Worker{Queue: q, Endpoints: eps, Guard: outbound.Guard{AllowPrivate: true},
 					Timeout: 500 * time.Millisecond, Interval: 10 * time.Millisecond, Backoff: fastBackoff, Parallel: 4}
 			}
 			stop := start(t, worker(q1))
@@ -341,7 +342,7 @@ func TestWorkersConcurrent(t *testing.T) {
 				}
 			}
 			for _, q := range qs {
-				start(t, &webhooks.Worker{Queue: q, Endpoints: eps, Guard: webhooks.Guard{AllowPrivate: true},
+				start(t, &webhooks.Worker{Queue: q, Endpoints: eps, Guard: outbound.Guard{AllowPrivate: true},
 					Timeout: 2 * time.Second, Interval: 5 * time.Millisecond, Backoff: fastBackoff, Parallel: 8})
 			}
 			for _, ev := range events {
@@ -383,7 +384,7 @@ func TestWorkerTenantIsolation(t *testing.T) {
 				lookupsMu.Unlock()
 				return eps.Endpoint(ctx, tenant, webhook)
 			})
-			start(t, &webhooks.Worker{Queue: q, Endpoints: counting, Guard: webhooks.Guard{AllowPrivate: true},
+			start(t, &webhooks.Worker{Queue: q, Endpoints: counting, Guard: outbound.Guard{AllowPrivate: true},
 				Timeout: time.Second, Interval: 10 * time.Millisecond, Backoff: fastBackoff})
 			for _, m := range []webhooks.Message{
 				message("ten_a", "wh_1", "evt_a1", time.Time{}),
@@ -432,7 +433,7 @@ func TestWorkerRefusesOrSkips(t *testing.T) {
 			eps.set("ten_a", "wh_private", endpoint{url: rcv.URL(), secrets: secrets, active: true})
 			// The worker's guard refuses private addresses: its Client is
 			// the guard's own, and the URL is re-checked at delivery time.
-			start(t, &webhooks.Worker{Queue: q, Endpoints: eps, Guard: webhooks.Guard{},
+			start(t, &webhooks.Worker{Queue: q, Endpoints: eps, Guard: outbound.Guard{},
 				Timeout: time.Second, Interval: 10 * time.Millisecond,
 				Backoff: webhooks.Backoff{Base: time.Millisecond, Max: time.Millisecond, MaxAttempts: 2}})
 			for _, tc := range []struct {
@@ -478,7 +479,7 @@ func TestWorkerWake(t *testing.T) {
 	eps := &endpoints{}
 	eps.set("ten_a", "wh_1", endpoint{url: rcv.URL(), secrets: secrets, active: true})
 	wake := make(chan struct{}, 1)
-	start(t, &webhooks.Worker{Queue: q, Endpoints: eps, Guard: webhooks.Guard{AllowPrivate: true},
+	start(t, &webhooks.Worker{Queue: q, Endpoints: eps, Guard: outbound.Guard{AllowPrivate: true},
 		Timeout: time.Second, Interval: time.Hour, Wake: wake})
 	id, _, err := q.Enqueue(context.Background(), message("ten_a", "wh_1", "evt_1", time.Time{}))
 	if err != nil {

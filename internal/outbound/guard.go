@@ -1,4 +1,4 @@
-package webhooks
+package outbound
 
 import (
 	"context"
@@ -29,10 +29,13 @@ var (
 	// ErrInvalidURL means the URL is malformed or uses what the guard
 	// refuses (a scheme other than http and https, user information, a bad
 	// port, a host that does not resolve).
-	ErrInvalidURL = errors.New("webhooks: invalid url")
+	ErrInvalidURL = errors.New("outbound: invalid url")
 	// ErrForbiddenAddress means the host is, or resolves to, an address
 	// that is not public (loopback, private, link-local, …).
-	ErrForbiddenAddress = errors.New("webhooks: address not allowed")
+	ErrForbiddenAddress = errors.New("outbound: address not allowed")
+	// ErrRedirect means a response redirected to a URL the guard refuses;
+	// the error also wraps ErrInvalidURL or ErrForbiddenAddress.
+	ErrRedirect = errors.New("outbound: redirect refused")
 )
 
 // Resolver looks up a host's addresses; *net.Resolver satisfies it.
@@ -50,6 +53,11 @@ type Guard struct {
 	AllowPrivate bool
 	// Resolver resolves host names; nil means net.DefaultResolver.
 	Resolver Resolver
+
+	// trusted, when set, makes the addresses it reports true for pass as
+	// public. Only this package's tests set it (export_test.go), to reach
+	// a test server on loopback while every other address stays guarded.
+	trusted func(netip.Addr) bool
 }
 
 func (g Guard) resolver() Resolver {
@@ -135,8 +143,17 @@ func numericHost(host string) bool {
 	return allDigits(last)
 }
 
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 func (g Guard) checkAddr(a netip.Addr) error {
-	if g.AllowPrivate {
+	if g.AllowPrivate || g.trusted != nil && g.trusted(a) {
 		return nil
 	}
 	if reason := forbiddenReason(a); reason != "" {
@@ -297,9 +314,9 @@ func (gd *guardedDialer) DialContext(ctx context.Context, network, address strin
 
 // Client returns an HTTP client for untrusted URLs: every connection goes
 // through DialContext (so forbidden addresses are refused at the socket),
-// no proxy is taken from the environment, redirects are not followed (the
-// 3xx response is returned as is), and each request, body included, is
-// bounded by timeout (DefaultTimeout when ≤ 0, at most MaxTimeout).
+// no proxy is taken from the environment, redirects are not followed (see
+// CheckRedirect), and each request, body included, is bounded by timeout
+// (DefaultTimeout when ≤ 0, at most MaxTimeout).
 func (g Guard) Client(timeout time.Duration) *http.Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -318,11 +335,34 @@ func (g Guard) Client(timeout time.Duration) *http.Client {
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: 32 << 10,
 	}
-	return &http.Client{
-		Transport: tr,
-		Timeout:   timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
+	return &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: g.CheckRedirect}
 }
+
+// CheckRedirect is the redirect policy of every outbound client (set it
+// as http.Client.CheckRedirect): a redirect is never followed. When the
+// guard accepts the target (CheckURL), the 3xx response is returned as
+// is, for the caller to treat as a failure; when it refuses the target
+// (loopback, private, metadata, …), the call fails here, before anything
+// is sent there, with an error wrapping ErrRedirect and CheckURL's error,
+// so that the refusal is reported as one. Redirects are not followed even
+// to acceptable targets because the request would go, with its body and
+// headers (a signed webhook, an MCP message with injected credentials),
+// to a URL nobody registered.
+func (g Guard) CheckRedirect(req *http.Request, _ []*http.Request) error {
+	if err := g.CheckURL(req.Context(), req.URL.String()); err != nil {
+		return &redirectError{err: err}
+	}
+	return http.ErrUseLastResponse
+}
+
+// redirectError is a refused redirect; it wraps ErrRedirect and the
+// guard's reason. Like CheckURL's errors it names the kind of address,
+// never what the target resolved to (http.Client's *url.Error around it
+// does name the Location).
+type redirectError struct{ err error }
+
+func (e *redirectError) Error() string {
+	return ErrRedirect.Error() + ": " + strings.TrimPrefix(e.err.Error(), "outbound: ")
+}
+
+func (e *redirectError) Unwrap() []error { return []error{ErrRedirect, e.err} }
