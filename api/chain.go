@@ -30,10 +30,10 @@ type chains struct {
 	m  map[string]chainVerdict
 }
 
-// verifyChain verifies the tenant's chain, records a newly detected break
-// in the ledger (so webhooks and evidence hear of it, once per break), and
-// remembers the verdict. With fresh false a verdict younger than chainTTL
-// is reused.
+// verifyChain verifies the tenant's chain, records a break in the ledger
+// (so webhooks and evidence hear of it; the command records each break
+// once, across replicas), and remembers the verdict for the overview. With
+// fresh false a verdict younger than chainTTL is reused.
 func (s *Server) verifyChain(ctx context.Context, tenant string, fresh bool) (chainVerdict, error) {
 	s.chains.mu.Lock()
 	prev, known := s.chains.m[tenant]
@@ -54,9 +54,9 @@ func (s *Server) verifyChain(ctx context.Context, tenant string, fresh bool) (ch
 		h := r.Heads[tenant]
 		v.HeadHash = hex.EncodeToString(h.Hash[:])
 	}
-	if !v.Verified && (!known || prev.Verified || prev.FirstBadSeq != v.FirstBadSeq) {
+	if !v.Verified {
 		a := commands.Actor{Tenant: tenant, KeyPrefix: "system", Route: "chain verification"}
-		if err := s.deps.Commands.RecordVerificationFailure(ctx, a, v.FirstBadSeq, v.Reason); err != nil {
+		if _, err := s.deps.Commands.RecordVerificationFailure(ctx, a, v.FirstBadSeq, v.Reason); err != nil {
 			s.log.Error("could not record a chain verification failure", "tenant", tenant, "err", err)
 		}
 	}

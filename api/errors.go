@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/events"
 )
 
 // statusOf maps an error code to its HTTP status. It is the only place
@@ -47,6 +48,11 @@ func errorBody(log *slog.Logger, reqID string, err error) (int, map[string]any) 
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &de):
+	case errors.Is(err, events.ErrConflict):
+		// A decision that kept losing version races to other writers
+		// (commands re-decide a bounded number of times): nothing was
+		// appended, and the client may simply retry.
+		de = domain.Errorf(domain.CodeUnavailable, "too many concurrent changes to the same record; retry the request")
 	case errors.As(err, &mbe):
 		de = domain.Errorf(domain.CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
 	default:

@@ -42,7 +42,7 @@ func (s *Server) idempotent(c *call) {
 	}
 	sum := sha256.Sum256([]byte(c.route.method + " " + c.r.URL.Path + "\n" + string(c.body)))
 	hash := hex.EncodeToString(sum[:])
-	c.actor.IdempotencyKey = key
+	c.actor = c.actor.WithIdempotencyKey(key)
 	store := s.deps.Idempotency
 	deadline := time.Now().Add(idemWait)
 	for {
@@ -114,5 +114,6 @@ func (s *Server) runOnce(c *call, tenant, key string) {
 			s.log.Error("could not record idempotent response", "request_id", c.requestID, "err", cerr)
 		}
 	}
+	s.writtenHeaders(c)
 	writeRaw(c.w, status, b)
 }

@@ -135,6 +135,8 @@ type call struct {
 	tenant string
 	key    *projections.KeyView
 	actor  commands.Actor
+	// written collects what the request's commands appended.
+	written *commands.Written
 }
 
 func (c *call) vars(name string) string { return mux.Vars(c.r)[name] }
@@ -235,7 +237,8 @@ func (s *Server) handler(rt *route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		c := &call{ctx: r.Context(), w: sw, r: r, route: rt, requestID: requestID(r)}
+		ctx, written := commands.WithWritten(r.Context())
+		c := &call{ctx: ctx, w: sw, r: r, route: rt, requestID: requestID(r), written: written}
 		sw.Header().Set("X-Request-ID", c.requestID)
 		func() {
 			defer func() {
@@ -322,6 +325,9 @@ func (s *Server) prepare(c *call) error {
 		if err := s.rateLimit(c); err != nil {
 			return err
 		}
+	}
+	if err := s.awaitPosition(c); err != nil {
+		return err
 	}
 	if !c.route.rawBody && (c.body != nil || c.r.Method == http.MethodPost) {
 		obj, err := parseObject(c.body)
@@ -411,7 +417,44 @@ func (s *Server) rateLimit(c *call) error {
 // respond writes a handler's result or error.
 func (s *Server) respond(c *call, status int, body any, err error) {
 	status, b := s.render(c, status, body, err)
+	s.writtenHeaders(c)
 	writeRaw(c.w, status, b)
+}
+
+// PositionHeader carries ledger positions for read-your-writes. A response
+// that appended events names the position of the last one; a request that
+// names a position is answered only once the read models include it, on
+// whichever replica it lands (or 503 with Retry-After, past the bound).
+const PositionHeader = "Haldir-Position"
+
+// ConsistencyHeader is set to "pending" on a 2xx whose events are durable
+// but which answered before the read models showed them (the projection
+// wait timed out): the next read may not see the write yet, unless it
+// echoes PositionHeader.
+const ConsistencyHeader = "Haldir-Read-Your-Writes"
+
+// writtenHeaders sets the read-your-writes headers of c's response.
+func (s *Server) writtenHeaders(c *call) {
+	if pos := c.written.Position(); pos > 0 {
+		c.w.Header().Set(PositionHeader, strconv.FormatInt(pos, 10))
+		if c.written.Pending() {
+			c.w.Header().Set(ConsistencyHeader, "pending")
+		}
+	}
+}
+
+// awaitPosition holds a request that names a ledger position until the
+// read models include it.
+func (s *Server) awaitPosition(c *call) error {
+	raw := c.r.Header.Get(PositionHeader)
+	if raw == "" {
+		return nil
+	}
+	pos, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || pos < 0 {
+		return domain.Invalid(PositionHeader, "%s must be a ledger position (a non-negative integer)", PositionHeader)
+	}
+	return s.deps.Commands.AwaitPosition(c.ctx, pos)
 }
 
 // render turns a handler's result or error into a status and JSON bytes.
@@ -419,6 +462,9 @@ func (s *Server) render(c *call, status int, body any, err error) (int, []byte) 
 	if err != nil {
 		var eb map[string]any
 		status, eb = errorBody(s.log, c.requestID, err)
+		if status == http.StatusServiceUnavailable && c.w.Header().Get("Retry-After") == "" {
+			c.w.Header().Set("Retry-After", "1") // every 503 is retryable
+		}
 		// Some refusals carry extra fields a client of the reference
 		// reads (authorized:false on a denied payment).
 		if m, ok := body.(map[string]any); ok {

@@ -58,7 +58,11 @@ type Config struct {
 	// WebhookRetry is the delivery retry schedule; zero uses the default
 	// (30 s base, 6 h cap, 12 attempts).
 	WebhookRetry webhooks.Backoff
-	Version      string
+	// ReadYourWritesTimeout bounds how long a write waits for the read
+	// models to show it, and a read naming a position waits for them to
+	// reach it (default 5 s).
+	ReadYourWritesTimeout time.Duration
+	Version               string
 }
 
 // Secret config values never print.
@@ -164,7 +168,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		db.Close()
 		return nil, err
 	}
-	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v, Reads: a.Queries, Guard: a.Guard})
+	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v, Reads: a.Queries, Guard: a.Guard, SettleTimeout: cfg.ReadYourWritesTimeout})
 	var limiter ratelimit.Limiter = ratelimit.NewMemory()
 	if db.Dialect == sqldb.Postgres {
 		limiter = ratelimit.NewSQL(db) // replicas share counters

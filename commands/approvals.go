@@ -44,7 +44,7 @@ func (s *Service) AddApprovalRule(ctx context.Context, a Actor, r domain.Approva
 		return r, err
 	}
 	r.RuleID = a.newID("rul")
-	recs, err := s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.ApprovalRulesStream,
+	recs, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.ApprovalRulesStream), Tenant: a.Tenant, Stream: domain.ApprovalRulesStream,
 		ExpectedVersion: events.AnyVersion, Type: domain.TypeApprovalRuleAdded, Payload: encode(r), Meta: a.meta("", "")})
 	if err != nil {
 		return r, err
@@ -61,8 +61,17 @@ type ApprovalRequest struct {
 	RuleID  string
 }
 
+// opening names what a step that may open an approval request creates:
+// its event and the request. It is made once per step, so a decision
+// re-made after a version conflict keeps the ids (see ids.go).
+type opening struct{ eventID, requestID string }
+
+func (a Actor) opening(binding string) opening {
+	return opening{eventID: a.eventID(domain.ApprovalStream(binding)), requestID: a.newID("apr")}
+}
+
 // requestEvent builds the event that opens a request for req.
-func (s *Service) requestEvent(a Actor, req ApprovalRequest, binding string, expected int64, i int) (events.Proposed, error) {
+func (s *Service) requestEvent(a Actor, req ApprovalRequest, binding string, expected int64, o opening) (events.Proposed, error) {
 	ttl := req.TTL
 	if ttl == 0 {
 		ttl = domain.DefaultApprovalTTL
@@ -71,10 +80,10 @@ func (s *Service) requestEvent(a Actor, req ApprovalRequest, binding string, exp
 		return events.Proposed{}, domain.Invalid("ttl", "ttl must be between 1 second and 7 days")
 	}
 	c := req.Call
-	e := domain.ApprovalRequested{RequestID: a.newID("apr"), Binding: binding, SessionID: c.SessionID, AgentID: c.AgentID, Tool: c.Tool,
+	e := domain.ApprovalRequested{RequestID: o.requestID, Binding: binding, SessionID: c.SessionID, AgentID: c.AgentID, Tool: c.Tool,
 		Action: c.Action, ArgsHash: c.ArgsHash, Amount: c.Amount, Reason: req.Reason, Details: req.Details, RuleID: req.RuleID,
 		ExpiresAt: s.now().Add(ttl).Truncate(time.Millisecond), TTL: int64(ttl / time.Second)}
-	return events.Proposed{ID: a.eventID(i), Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: expected,
+	return events.Proposed{ID: o.eventID, Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: expected,
 		Type: domain.TypeApprovalRequested, Payload: encode(e), Meta: a.meta(c.SessionID, c.AgentID)}, nil
 }
 
@@ -90,6 +99,7 @@ func (s *Service) RequestApproval(ctx context.Context, a Actor, req ApprovalRequ
 	}
 	req.Call.AgentID = ses.AgentID
 	binding := req.Call.Binding(a.Tenant)
+	open := a.opening(binding)
 	for attempt := 0; ; attempt++ {
 		cur, err := s.loadApproval(ctx, a.Tenant, binding)
 		if err != nil {
@@ -98,11 +108,11 @@ func (s *Service) RequestApproval(ctx context.Context, a Actor, req ApprovalRequ
 		if cur.Version > 0 && cur.StatusAt(s.now()) == domain.ApprovalPending {
 			return cur, nil
 		}
-		p, err := s.requestEvent(a, req, binding, cur.Version, 0)
+		p, err := s.requestEvent(a, req, binding, cur.Version, open)
 		if err != nil {
 			return cur, err
 		}
-		if _, err := s.append(ctx, p); errors.Is(err, events.ErrConflict) && attempt < maxDecisionRetries {
+		if _, err := s.append(ctx, p); errors.Is(err, events.ErrConflict) && retryPause(ctx, attempt) {
 			continue
 		} else if err != nil {
 			return cur, err
@@ -164,7 +174,7 @@ func (s *Service) DecideApproval(ctx context.Context, a Actor, requestID string,
 		typ = domain.TypeApprovalApproved
 		e.UseBy = now.Add(time.Duration(cur.Request.TTL) * time.Second).Truncate(time.Millisecond)
 	}
-	_, err = s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: cur.Version,
+	_, err = s.append(ctx, events.Proposed{ID: a.eventID(domain.ApprovalStream(binding)), Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: cur.Version,
 		Type: typ, Payload: encode(e), Meta: a.meta(cur.Request.SessionID, cur.Request.AgentID)})
 	if errors.Is(err, events.ErrConflict) {
 		return cur, domain.Errorf(domain.CodeConflict, "another decision on this request came first")
@@ -177,7 +187,7 @@ func (s *Service) DecideApproval(ctx context.Context, a Actor, requestID string,
 
 // expire records that a pending request ran out of time.
 func (s *Service) expire(ctx context.Context, a Actor, binding string, cur domain.Approval) error {
-	_, err := s.append(ctx, events.Proposed{ID: a.eventID(9), Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: cur.Version,
+	_, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.ApprovalStream(binding)), Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: cur.Version,
 		Type: domain.TypeApprovalExpired, Payload: encode(domain.ApprovalClosed{RequestID: cur.Request.RequestID}),
 		Meta: a.meta(cur.Request.SessionID, cur.Request.AgentID)})
 	if errors.Is(err, events.ErrConflict) {
@@ -223,6 +233,9 @@ func (s *Service) gate(ctx context.Context, a Actor, c domain.Call) error {
 		return nil
 	}
 	binding := c.Binding(a.Tenant)
+	// One step, whichever event it appends: consuming an approval, or
+	// opening a request.
+	open := a.opening(binding)
 	for attempt := 0; ; attempt++ {
 		cur, err := s.loadApproval(ctx, a.Tenant, binding)
 		if err != nil {
@@ -233,15 +246,15 @@ func (s *Service) gate(ctx context.Context, a Actor, c domain.Call) error {
 		case domain.ApprovalPending:
 			return ApprovalRequiredError(cur)
 		case domain.ApprovalApproved:
-			p = events.Proposed{ID: a.eventID(7), Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: cur.Version,
+			p = events.Proposed{ID: open.eventID, Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: cur.Version,
 				Type: domain.TypeApprovalConsumed, Payload: encode(domain.ApprovalClosed{RequestID: cur.Request.RequestID}), Meta: a.meta(c.SessionID, c.AgentID)}
 		default:
 			if p, err = s.requestEvent(a, ApprovalRequest{Call: c, RuleID: rule.RuleID, Reason: "matched approval rule " + rule.RuleID + " (" + rule.Type + ")"},
-				binding, cur.Version, 8); err != nil {
+				binding, cur.Version, open); err != nil {
 				return err
 			}
 		}
-		if _, err := s.append(ctx, p); errors.Is(err, events.ErrConflict) && attempt < maxDecisionRetries {
+		if _, err := s.append(ctx, p); errors.Is(err, events.ErrConflict) && retryPause(ctx, attempt) {
 			continue
 		} else if err != nil {
 			return err

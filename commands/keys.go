@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
@@ -71,11 +73,17 @@ func validName(field, name string, max int) error {
 	return nil
 }
 
-// keyEvents returns the events that create a key in tenant.
-func (a Actor) keyEvents(tenant, name string, scopes domain.KeyScopes, rateLimit, i int) ([]events.Proposed, NewKey) {
+// keyCreation names the event that creates a key where ids are derived:
+// the key's stream is named after its random prefix, which a retry would
+// not mint again.
+const keyCreation = "key creation"
+
+// keyEvents returns the events that create a key in tenant, the first with
+// id.
+func (a Actor) keyEvents(id, tenant, name string, scopes domain.KeyScopes, rateLimit int) ([]events.Proposed, NewKey) {
 	key, prefix, hash := mintKey()
 	nk := NewKey{Key: key, Prefix: prefix, Name: name, Scopes: scopes, RateLimit: rateLimit}
-	return []events.Proposed{{ID: a.eventID(i), Tenant: tenant, Stream: domain.KeyStream(prefix), ExpectedVersion: 0,
+	return []events.Proposed{{ID: id, Tenant: tenant, Stream: domain.KeyStream(prefix), ExpectedVersion: 0,
 		Type: domain.TypeKeyCreated, Payload: encode(domain.KeyCreated{Prefix: prefix, Name: name, Scopes: scopes, KeyHash: hash, RateLimit: rateLimit}),
 		Meta: events.Metadata{Actor: a.KeyPrefix, RequestID: a.RequestID, IdempotencyKey: a.IdempotencyKey}}}, nk
 }
@@ -112,12 +120,12 @@ func (s *Service) createTenant(ctx context.Context, a Actor, name string, bootst
 	}
 	meta := events.Metadata{Actor: a.KeyPrefix, RequestID: a.RequestID, IdempotencyKey: a.IdempotencyKey}
 	ps := []events.Proposed{
-		{ID: a.eventID(0), Tenant: domain.InstallTenant, Stream: domain.TenantsStream, ExpectedVersion: expected,
+		{ID: a.eventID(domain.TenantsStream), Tenant: domain.InstallTenant, Stream: domain.TenantsStream, ExpectedVersion: expected,
 			Type: domain.TypeTenantRegistered, Payload: encode(domain.TenantRegistered{TenantID: tenant, Bootstrap: bootstrap}), Meta: meta},
-		{ID: a.eventID(1), Tenant: tenant, Stream: domain.TenantStream(tenant), ExpectedVersion: 0,
+		{ID: a.eventID(domain.TenantStream(tenant)), Tenant: tenant, Stream: domain.TenantStream(tenant), ExpectedVersion: 0,
 			Type: domain.TypeTenantCreated, Payload: encode(domain.TenantCreated{TenantID: tenant, Name: name}), Meta: meta},
 	}
-	keyEvents, key := a.keyEvents(tenant, "default", domain.KeyScopes{"*"}, 0, 2)
+	keyEvents, key := a.keyEvents(a.eventID(keyCreation), tenant, "default", domain.KeyScopes{"*"}, 0)
 	recs, err := s.append(ctx, append(ps, keyEvents...)...)
 	if errors.Is(err, events.ErrConflict) && bootstrap {
 		return Tenant{}, ErrInstallClosed
@@ -156,8 +164,9 @@ func (s *Service) CreateKey(ctx context.Context, a Actor, creator domain.KeyScop
 		return NewKey{}, &domain.Error{Code: domain.CodeInsufficientScope, Message: "a key cannot create a key with scopes it does not hold itself",
 			Field: "scopes", Extra: map[string]any{"required": []string(ks), "granted": []string(creator)}}
 	}
+	id := a.eventID(keyCreation)
 	for attempt := 0; ; attempt++ {
-		ps, key := a.keyEvents(a.Tenant, name, ks, rateLimit, 0)
+		ps, key := a.keyEvents(id, a.Tenant, name, ks, rateLimit)
 		recs, err := s.append(ctx, ps...)
 		if errors.Is(err, events.ErrConflict) && attempt < 3 {
 			continue // prefix collision: mint another
@@ -177,13 +186,40 @@ func (s *Service) CreateKey(ctx context.Context, a Actor, creator domain.KeyScop
 	}
 }
 
-// RecordVerificationFailure appends that the tenant's chain failed to
-// verify at firstBadSeq.
-func (s *Service) RecordVerificationFailure(ctx context.Context, a Actor, firstBadSeq int64, reason string) error {
-	_, err := s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.VerificationStream, ExpectedVersion: events.AnyVersion,
-		Type: domain.TypeVerificationFailed, Payload: encode(domain.VerificationFailed{FirstBadSeq: firstBadSeq, Reason: reason}),
-		Meta: events.Metadata{Actor: a.KeyPrefix, RequestID: a.RequestID}})
-	return err
+// RecordVerificationFailure records that the tenant's chain failed to
+// verify at firstBadSeq, once per break: every replica verifying the same
+// broken chain calls it, and only the first appends. The decision is made
+// on the verification stream and appended with the version it was made
+// on, so of racing replicas one appends and the others, on conflict,
+// re-read and find the break recorded. It reports whether this call
+// appended.
+func (s *Service) RecordVerificationFailure(ctx context.Context, a Actor, firstBadSeq int64, reason string) (bool, error) {
+	id := a.eventID(domain.VerificationStream)
+	for attempt := 0; ; attempt++ {
+		evs, err := s.store.ReadStream(ctx, a.Tenant, domain.VerificationStream, 0)
+		if err != nil {
+			return false, err
+		}
+		var version int64
+		if n := len(evs); n > 0 {
+			last := evs[n-1]
+			version = last.Version
+			var f domain.VerificationFailed
+			if err := json.Unmarshal(last.Payload, &f); err != nil {
+				return false, fmt.Errorf("commands: %s: %w", last.Type, err)
+			}
+			if f.FirstBadSeq == firstBadSeq {
+				return false, nil // this break is already recorded
+			}
+		}
+		_, err = s.append(ctx, events.Proposed{ID: id, Tenant: a.Tenant, Stream: domain.VerificationStream, ExpectedVersion: version,
+			Type: domain.TypeVerificationFailed, Payload: encode(domain.VerificationFailed{FirstBadSeq: firstBadSeq, Reason: reason}),
+			Meta: events.Metadata{Actor: a.KeyPrefix, RequestID: a.RequestID}})
+		if errors.Is(err, events.ErrConflict) && retryPause(ctx, attempt) {
+			continue
+		}
+		return err == nil, err
+	}
 }
 
 // RevokeKey revokes one of the tenant's keys. Revoking twice is harmless.
@@ -202,7 +238,7 @@ func (s *Service) RevokeKey(ctx context.Context, a Actor, prefix string) error {
 	if last.Type == domain.TypeKeyRevoked {
 		return nil
 	}
-	_, err = s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.KeyStream(prefix), ExpectedVersion: last.Version,
+	_, err = s.append(ctx, events.Proposed{ID: a.eventID(domain.KeyStream(prefix)), Tenant: a.Tenant, Stream: domain.KeyStream(prefix), ExpectedVersion: last.Version,
 		Type: domain.TypeKeyRevoked, Payload: encode(domain.KeyRevoked{Prefix: prefix}),
 		Meta: events.Metadata{Actor: a.KeyPrefix, RequestID: a.RequestID, IdempotencyKey: a.IdempotencyKey}})
 	if errors.Is(err, events.ErrConflict) {

@@ -42,7 +42,7 @@ func (s *Service) RegisterUpstream(ctx context.Context, a Actor, reg domain.Upst
 		}
 		reg.SealedConfig = sealed.Bytes()
 	}
-	_, err := s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.UpstreamStream(reg.Name), ExpectedVersion: 0,
+	_, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.UpstreamStream(reg.Name)), Tenant: a.Tenant, Stream: domain.UpstreamStream(reg.Name), ExpectedVersion: 0,
 		Type: domain.TypeUpstreamRegistered, Payload: encode(reg), Meta: a.meta("", "")})
 	if errors.Is(err, events.ErrConflict) {
 		if reg.KeyID != "" {
@@ -102,11 +102,11 @@ func (s *Service) ReadSecretForUpstream(ctx context.Context, tenant, upstream, n
 	a := Actor{Tenant: tenant, KeyPrefix: "system", Route: "upstream config"}
 	via := "upstream:" + upstream
 	if !sec.Exists() {
-		s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: tenant, Stream: domain.SecretAccessStream(name), ExpectedVersion: events.AnyVersion,
+		s.append(ctx, events.Proposed{ID: a.eventID(domain.SecretAccessStream(name)), Tenant: tenant, Stream: domain.SecretAccessStream(name), ExpectedVersion: events.AnyVersion,
 			Type: domain.TypeSecretAccessDenied, Payload: encode(domain.SecretAccessDenied{Name: name, Via: via, Code: domain.CodeNotFound, Reason: "no such secret"})})
 		return "", domain.Errorf(domain.CodeNotFound, "the upstream's configuration names a secret that does not exist")
 	}
-	if _, err := s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: tenant, Stream: domain.SecretAccessStream(name), ExpectedVersion: events.AnyVersion,
+	if _, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.SecretAccessStream(name)), Tenant: tenant, Stream: domain.SecretAccessStream(name), ExpectedVersion: events.AnyVersion,
 		Type: domain.TypeSecretAccessed, Payload: encode(domain.SecretAccessed{Name: name, Version: sec.Version, Via: via})}); err != nil {
 		return "", err
 	}
@@ -162,7 +162,7 @@ func (s *Service) ObserveTool(ctx context.Context, tenant, tool, hash string) (b
 	default:
 		p = events.Proposed{Type: domain.TypeToolQuarantined, Payload: encode(domain.ToolQuarantined{Tool: tool, PinnedHash: pinned, NewHash: hash})}
 	}
-	p.ID, p.Tenant, p.Stream, p.ExpectedVersion, p.Meta = a.eventID(0), tenant, domain.ToolStream(tool), version, a.meta("", "")
+	p.ID, p.Tenant, p.Stream, p.ExpectedVersion, p.Meta = a.eventID(domain.ToolStream(tool)), tenant, domain.ToolStream(tool), version, a.meta("", "")
 	if _, err := s.append(ctx, p); err != nil && !errors.Is(err, events.ErrConflict) {
 		return false, err
 	}
@@ -179,7 +179,7 @@ func (s *Service) ApproveTool(ctx context.Context, a Actor, tool, hash string) e
 	if version == 0 {
 		return domain.Errorf(domain.CodeNotFound, "no tool %q has been discovered in this tenant", truncateID(tool))
 	}
-	_, err = s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.ToolStream(tool), ExpectedVersion: version,
+	_, err = s.append(ctx, events.Proposed{ID: a.eventID(domain.ToolStream(tool)), Tenant: a.Tenant, Stream: domain.ToolStream(tool), ExpectedVersion: version,
 		Type: domain.TypeToolApproved, Payload: encode(domain.ToolApproved{Tool: tool, Hash: hash, ApprovedBy: a.KeyPrefix}), Meta: a.meta("", "")})
 	if errors.Is(err, events.ErrConflict) {
 		return domain.Errorf(domain.CodeConflict, "the tool changed at the same time; look again and retry")
@@ -193,7 +193,7 @@ func (s *Service) AddPolicy(ctx context.Context, a Actor, p domain.Policy) (doma
 		return p, err
 	}
 	p.PolicyID = a.newID("pol")
-	recs, err := s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.PoliciesStream, ExpectedVersion: events.AnyVersion,
+	recs, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.PoliciesStream), Tenant: a.Tenant, Stream: domain.PoliciesStream, ExpectedVersion: events.AnyVersion,
 		Type: domain.TypePolicyAdded, Payload: encode(p), Meta: a.meta("", "")})
 	if err != nil {
 		return p, err
@@ -204,25 +204,28 @@ func (s *Service) AddPolicy(ctx context.Context, a Actor, p domain.Policy) (doma
 // DenyCall records a refused call. It was never forwarded.
 func (s *Service) DenyCall(ctx context.Context, a Actor, d domain.ToolCallDenied) error {
 	id := a.newID("cal")
-	_, err := s.append(ctx, events.Proposed{ID: a.eventID(5), Tenant: a.Tenant, Stream: domain.CallStream(id), ExpectedVersion: 0,
+	_, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.CallStream(id)), Tenant: a.Tenant, Stream: domain.CallStream(id), ExpectedVersion: 0,
 		Type: domain.TypeToolCallDenied, Payload: encode(d), Meta: a.meta(d.SessionID, d.AgentID)})
 	return err
 }
 
-// AllowCall records a call about to be forwarded; if it cannot be
-// recorded, the caller must not forward the call. It returns once the
-// event is durable, with its position, without waiting for projections:
-// the caller settles it (Settle) while the call is under way.
-func (s *Service) AllowCall(ctx context.Context, a Actor, c domain.ToolCallAllowed) (int64, error) {
-	return s.appendUnsettled(ctx, events.Proposed{ID: a.eventID(6), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 0,
+// AllowCall records a call about to be forwarded, naming it with a new
+// call id; if it cannot be recorded, the caller must not forward the call.
+// It returns once the event is durable, with the call id and the event's
+// position, without waiting for projections: the caller settles it
+// (Settle) while the call is under way.
+func (s *Service) AllowCall(ctx context.Context, a Actor, c domain.ToolCallAllowed) (callID string, position int64, err error) {
+	c.CallID = a.newID("cal")
+	position, err = s.appendUnsettled(ctx, events.Proposed{ID: a.eventID(domain.CallStream(c.CallID)), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 0,
 		Type: domain.TypeToolCallAllowed, Payload: encode(c), Meta: a.meta(c.SessionID, c.AgentID)})
+	return c.CallID, position, err
 }
 
 // CompleteCall records a forwarded call's outcome. It returns once the
 // event is durable; its projection follows without being waited for, as
 // the outcome is an observation, not a decision a query must reflect.
 func (s *Service) CompleteCall(ctx context.Context, a Actor, c domain.ToolCallCompleted) error {
-	_, err := s.appendUnsettled(ctx, events.Proposed{ID: a.eventID(7), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 1,
+	_, err := s.appendUnsettled(ctx, events.Proposed{ID: a.eventID(domain.CallStream(c.CallID)), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 1,
 		Type: domain.TypeToolCallCompleted, Payload: encode(c), Meta: a.meta("", "")})
 	return err
 }
@@ -230,6 +233,9 @@ func (s *Service) CompleteCall(ctx context.Context, a Actor, c domain.ToolCallCo
 // ReserveSpend authorises a governed call's cost against the session's cap
 // (approval rules are the caller's to apply first).
 func (s *Service) ReserveSpend(ctx context.Context, a Actor, sessionID string, amount domain.Money, description string) (PaymentResult, error) {
+	if err := domain.CheckCost("cost_usd", amount); err != nil {
+		return PaymentResult{}, err
+	}
 	return s.authorize(ctx, a, sessionID, amount, "USD", description)
 }
 

@@ -6,12 +6,11 @@ package commands
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/haldir-dev/haldir/domain"
@@ -29,43 +28,15 @@ type Actor struct {
 	Tenant    string
 	KeyPrefix string
 	RequestID string
-	// IdempotencyKey, when set, makes event ids derived from it, so that a
-	// retry of a request interrupted by a crash dedupes in the ledger.
+	// IdempotencyKey is the request's Idempotency-Key, recorded in each
+	// event's metadata. Set it with WithIdempotencyKey, which also makes
+	// the request's ids derived from it.
 	IdempotencyKey string
 	// Route names the operation (for example "POST /v1/sessions") so the
 	// same idempotency key on two endpoints derives different ids.
 	Route string
-}
-
-var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
-
-// eventID returns the id of the command's i-th event.
-func (a Actor) eventID(i int) string {
-	if a.IdempotencyKey == "" {
-		return events.NewID()
-	}
-	return a.derive("evt", i)
-}
-
-// newID returns a fresh id with prefix, or one derived from the idempotency
-// key so that a retried command names the same resource.
-func (a Actor) newID(prefix string) string {
-	if a.IdempotencyKey == "" {
-		return domain.NewID(prefix)
-	}
-	return a.derive(prefix, 0)
-}
-
-func (a Actor) derive(prefix string, i int) string {
-	h := sha256.New()
-	for _, s := range []string{"haldir/idempotency/v1", a.Tenant, a.Route, a.IdempotencyKey, prefix, fmt.Sprint(i)} {
-		fmt.Fprintf(h, "%d:%s", len(s), s)
-	}
-	sum := h.Sum(nil)
-	if prefix == "evt" {
-		return "evt_" + idEncoding.EncodeToString(sum[:15])
-	}
-	return domain.NewIDFromBytes(prefix, sum[:15])
+	// seq numbers the ids derived in this request (WithIdempotencyKey).
+	seq *idSequence
 }
 
 func (a Actor) meta(sessionID, agentID string) events.Metadata {
@@ -114,6 +85,9 @@ type Options struct {
 	Reads Reads
 	// Guard checks webhook URLs; nil refuses every URL.
 	Guard URLGuard
+	// SettleTimeout bounds a command's wait for the projections to show
+	// what it appended (default 5 s).
+	SettleTimeout time.Duration
 }
 
 // New returns a Service appending to store and waiting on waiter.
@@ -127,7 +101,10 @@ func New(store events.Store, waiter Waiter, log *slog.Logger, opts Options) *Ser
 	if opts.MaxCachedSessions == 0 {
 		opts.MaxCachedSessions = 100_000
 	}
-	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: 5 * time.Second, vault: opts.Vault, reads: opts.Reads, guard: opts.Guard}
+	if opts.SettleTimeout == 0 {
+		opts.SettleTimeout = 5 * time.Second
+	}
+	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: opts.SettleTimeout, vault: opts.Vault, reads: opts.Reads, guard: opts.Guard}
 	if s.guard == nil {
 		s.guard = refuseAll{}
 	}
@@ -177,7 +154,9 @@ func (s *Service) appendUnsettled(ctx context.Context, ps ...events.Proposed) (i
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
-	return recs[len(recs)-1].Position, nil
+	pos := recs[len(recs)-1].Position
+	noteWritten(ctx, pos, true) // not awaited by design: see the callers
+	return pos, nil
 }
 
 // recorded returns the stored events with the ids of ps.
@@ -190,6 +169,11 @@ func recorded(ctx context.Context, store events.Store, ps []events.Proposed) ([]
 		}
 		if !ok {
 			return nil, fmt.Errorf("commands: event %s reported as duplicate but not found", p.ID)
+		}
+		if e.Tenant != p.Tenant || e.Stream != p.Stream {
+			// Ids are derived so that this cannot happen (ids.go); if it
+			// does, say so rather than pass another event off as this one.
+			return nil, fmt.Errorf("commands: event id %s is already taken by an event on another stream", p.ID)
 		}
 		out = append(out, e)
 	}
@@ -205,16 +189,60 @@ func (s *Service) settle(ctx context.Context, recs []events.Event) {
 
 // Settle waits, within a bound, for the projections to reach position,
 // giving read-your-writes to a command that appended without waiting. A
-// timeout is logged, not returned: the events are durable, only slower to
-// show.
+// timeout does not fail the command, whose events are durable: it is
+// logged and recorded in the request's Written (see WithWritten), which the
+// API turns into a header.
 func (s *Service) Settle(ctx context.Context, position int64) {
-	if s.waiter == nil {
-		return
+	err := s.AwaitPosition(context.WithoutCancel(ctx), position)
+	if err != nil {
+		s.log.Warn("projections lag behind a committed command", "position", position, "err", err)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.settleTimeout)
+	noteWritten(ctx, position, err == nil)
+}
+
+// ErrNotProjected is returned by AwaitPosition when the read models do not
+// reach the position within the bound; the API answers it as a retryable
+// 503.
+var ErrNotProjected = domain.Errorf(domain.CodeUnavailable, "the read models have not caught up with that ledger position yet; retry shortly")
+
+// AwaitPosition waits, within the settle bound, until the read models
+// include ledger position, for a read that must see a write (made here or
+// on another replica). It returns ErrNotProjected on timeout.
+func (s *Service) AwaitPosition(ctx context.Context, position int64) error {
+	if s.waiter == nil || position <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.settleTimeout)
 	defer cancel()
 	if err := s.waiter.WaitFor(ctx, position); err != nil {
-		s.log.Warn("projections lag behind a committed command", "position", position, "err", err)
+		if ctx.Err() != nil {
+			return ErrNotProjected
+		}
+		return err
+	}
+	return nil
+}
+
+// retryPause reports whether a decision that lost a version race on its
+// attempt-th try should be re-made, after waiting a little: the first
+// retries go at once (a replica's own pipelined writes conflict only once),
+// later ones wait a random time up to a bound that doubles each attempt,
+// capped at 20 ms, so that writers on several replicas desynchronise.
+func retryPause(ctx context.Context, attempt int) bool {
+	if attempt >= maxDecisionRetries || ctx.Err() != nil {
+		return false
+	}
+	if attempt < 2 {
+		return true
+	}
+	bound := min(time.Millisecond<<min(attempt-2, 5), 20*time.Millisecond)
+	t := time.NewTimer(rand.N(bound) + time.Millisecond/4)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -12,8 +12,10 @@ import (
 )
 
 // maxDecisionRetries bounds how often a decision is re-made after losing an
-// optimistic-concurrency race.
-const maxDecisionRetries = 20
+// optimistic-concurrency race. Past it the conflict is returned, which the
+// API answers as a retryable 503; retryPause spreads the retries out so
+// that writers on several replicas stop colliding long before.
+const maxDecisionRetries = 30
 
 // sessionRepo loads session aggregates from the ledger and caches them.
 //
@@ -93,6 +95,7 @@ type decision struct {
 func (r *sessionRepo) update(ctx context.Context, a Actor, id string, now func() time.Time,
 	decide func(s domain.Session) (decision, error)) ([]events.Event, error) {
 	k := sessionKey{a.Tenant, id}
+	ids := a.eventIDs(domain.SessionStream(id)) // one step, however often re-decided
 	for attempt := 0; ; attempt++ {
 		e := r.entry(k)
 		e.mu.Lock()
@@ -121,7 +124,7 @@ func (r *sessionRepo) update(ctx context.Context, a Actor, id string, now func()
 		t := now()
 		for i, p := range d.proposals {
 			payload := encode(p.payload)
-			ps[i] = events.Proposed{ID: a.eventID(i), Tenant: a.Tenant, Stream: domain.SessionStream(id),
+			ps[i] = events.Proposed{ID: ids(i), Tenant: a.Tenant, Stream: domain.SessionStream(id),
 				ExpectedVersion: base + int64(i), Type: p.typ, Payload: payload, Meta: d.meta}
 			// Assume it lands; if not, the entry is reloaded below.
 			e.state.Apply(p.typ, payload, t, base+int64(i)+1)
@@ -145,7 +148,7 @@ func (r *sessionRepo) update(ctx context.Context, a Actor, id string, now func()
 			e.loaded = false
 			e.mu.Unlock()
 		}
-		if errors.Is(err, events.ErrConflict) && attempt < maxDecisionRetries {
+		if errors.Is(err, events.ErrConflict) && retryPause(ctx, attempt) {
 			continue
 		}
 		return recs, err
@@ -161,7 +164,7 @@ func (s *Service) CreateSession(ctx context.Context, a Actor, req domain.NewSess
 	if err != nil {
 		return created, err
 	}
-	recs, err := s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.SessionStream(id),
+	recs, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.SessionStream(id)), Tenant: a.Tenant, Stream: domain.SessionStream(id),
 		ExpectedVersion: 0, Type: domain.TypeSessionCreated, Payload: encode(created), Meta: a.meta(id, req.AgentID)})
 	if err != nil {
 		return created, err
@@ -200,6 +203,9 @@ type PaymentResult struct {
 // authorisations never exceed the cap: each decision is appended with the
 // session version it was made on.
 func (s *Service) AuthorizePayment(ctx context.Context, a Actor, sessionID string, amount domain.Money, currency, description string) (PaymentResult, error) {
+	if err := domain.CheckPayment(amount, currency); err != nil {
+		return PaymentResult{}, err
+	}
 	if !domain.ValidID("ses", sessionID) {
 		return PaymentResult{}, errNotFound
 	}
@@ -264,6 +270,9 @@ type LoggedAction struct {
 // LogAction appends an action the agent reports to the audit trail. Its
 // cost counts toward the session's spend.
 func (s *Service) LogAction(ctx context.Context, a Actor, sessionID string, act domain.Action) (LoggedAction, error) {
+	if err := domain.CheckCost("cost_usd", act.Cost); err != nil {
+		return LoggedAction{}, err
+	}
 	if !domain.ValidID("ses", sessionID) {
 		return LoggedAction{}, domain.Errorf(domain.CodeNotFound, "session not found").WithField("session_id")
 	}

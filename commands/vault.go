@@ -72,6 +72,7 @@ func (s *Service) StoreSecret(ctx context.Context, a Actor, name string, value [
 	if err != nil {
 		return domain.SecretStored{}, err
 	}
+	id := a.eventID(domain.SecretStream(name))
 	for attempt := 0; ; attempt++ {
 		sec, err := s.secret(ctx, a.Tenant, name)
 		if err != nil {
@@ -87,11 +88,11 @@ func (s *Service) StoreSecret(ctx context.Context, a Actor, name string, value [
 			return domain.SecretStored{}, err
 		}
 		stored := domain.SecretStored{Name: name, Version: version, ScopeRequired: scopeRequired, KeyID: keyID, Sealed: sealed.Bytes()}
-		recs, err := s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.SecretStream(name),
+		recs, err := s.append(ctx, events.Proposed{ID: id, Tenant: a.Tenant, Stream: domain.SecretStream(name),
 			ExpectedVersion: sec.StreamVersion, Type: domain.TypeSecretStored, Payload: encode(stored), Meta: a.meta("", "")})
 		if err != nil {
 			s.vault.Keys.Delete(context.WithoutCancel(ctx), keyID) // never named by an event
-			if errors.Is(err, events.ErrConflict) && attempt < maxDecisionRetries {
+			if errors.Is(err, events.ErrConflict) && retryPause(ctx, attempt) {
 				continue
 			}
 			return domain.SecretStored{}, err
@@ -138,7 +139,7 @@ func (s *Service) ReadSecret(ctx context.Context, a Actor, name, sessionID, via 
 	}
 	sec.Name = name
 	ok, denied := domain.DecideAccess(sec, sec.Exists(), ses, found, via, s.now())
-	p := events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.SecretAccessStream(name), ExpectedVersion: events.AnyVersion,
+	p := events.Proposed{ID: a.eventID(domain.SecretAccessStream(name)), Tenant: a.Tenant, Stream: domain.SecretAccessStream(name), ExpectedVersion: events.AnyVersion,
 		Meta: a.meta(sessionID, ses.AgentID)}
 	if denied != nil {
 		p.Type, p.Payload = domain.TypeSecretAccessDenied, encode(denied)
@@ -164,7 +165,7 @@ func (s *Service) RecordSecretRefusal(ctx context.Context, a Actor, name, sessio
 	if domain.ValidID("ses", sessionID) {
 		d.SessionID = sessionID
 	}
-	_, err := s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.SecretAccessStream(name),
+	_, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.SecretAccessStream(name)), Tenant: a.Tenant, Stream: domain.SecretAccessStream(name),
 		ExpectedVersion: events.AnyVersion, Type: domain.TypeSecretAccessDenied, Payload: encode(d), Meta: a.meta(d.SessionID, "")})
 	return err
 }
@@ -214,6 +215,7 @@ func (s *Service) DeleteSecret(ctx context.Context, a Actor, name string) error 
 	if err := validSecretName(name); err != nil {
 		return domain.Errorf(domain.CodeNotFound, "no such secret")
 	}
+	id := a.eventID(domain.SecretStream(name))
 	for attempt := 0; ; attempt++ {
 		sec, err := s.secret(ctx, a.Tenant, name)
 		if err != nil {
@@ -227,9 +229,9 @@ func (s *Service) DeleteSecret(ctx context.Context, a Actor, name string) error 
 		if err := s.vault.Keys.DeleteSecret(ctx, a.Tenant, name); err != nil {
 			return err
 		}
-		_, err = s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.SecretStream(name), ExpectedVersion: sec.StreamVersion,
+		_, err = s.append(ctx, events.Proposed{ID: id, Tenant: a.Tenant, Stream: domain.SecretStream(name), ExpectedVersion: sec.StreamVersion,
 			Type: domain.TypeSecretDeleted, Payload: encode(domain.SecretDeleted{Name: name, Version: sec.Version}), Meta: a.meta("", "")})
-		if errors.Is(err, events.ErrConflict) && attempt < maxDecisionRetries {
+		if errors.Is(err, events.ErrConflict) && retryPause(ctx, attempt) {
 			continue
 		}
 		return err

@@ -77,7 +77,7 @@ func (s *Service) RegisterWebhook(ctx context.Context, a Actor, rawURL, name str
 	if err != nil {
 		return domain.Webhook{}, "", err
 	}
-	_, err = s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.WebhookStream(id), ExpectedVersion: 0,
+	_, err = s.append(ctx, events.Proposed{ID: a.eventID(domain.WebhookStream(id)), Tenant: a.Tenant, Stream: domain.WebhookStream(id), ExpectedVersion: 0,
 		Type: domain.TypeWebhookRegistered, Payload: encode(domain.WebhookRegistered{WebhookID: id, URL: rawURL, Name: name, Events: filter, KeyID: keyID, Sealed: sealed}),
 		Meta: a.meta("", "")})
 	if err != nil {
@@ -112,7 +112,7 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, a Actor, id string, g
 	if err != nil {
 		return w, "", err
 	}
-	_, err = s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: a.Tenant, Stream: domain.WebhookStream(id), ExpectedVersion: w.StreamVersion,
+	_, err = s.append(ctx, events.Proposed{ID: a.eventID(domain.WebhookStream(id)), Tenant: a.Tenant, Stream: domain.WebhookStream(id), ExpectedVersion: w.StreamVersion,
 		Type: domain.TypeWebhookSecretRotated, Payload: encode(domain.WebhookSecretRotated{WebhookID: id, Version: version, KeyID: keyID, Sealed: sealed,
 			PreviousExpiresAt: s.now().Add(grace).Truncate(time.Second)}), Meta: a.meta("", "")})
 	if err != nil {
@@ -140,7 +140,7 @@ func (s *Service) DisableWebhook(ctx context.Context, tenant, id, reason string)
 		return nil
 	}
 	a := Actor{Tenant: tenant, KeyPrefix: "system", Route: "webhook disable"}
-	_, err = s.append(ctx, events.Proposed{ID: a.eventID(0), Tenant: tenant, Stream: domain.WebhookStream(id), ExpectedVersion: w.StreamVersion,
+	_, err = s.append(ctx, events.Proposed{ID: a.eventID(domain.WebhookStream(id)), Tenant: tenant, Stream: domain.WebhookStream(id), ExpectedVersion: w.StreamVersion,
 		Type: domain.TypeWebhookDisabled, Payload: encode(domain.WebhookDisabled{WebhookID: id, Reason: reason}), Meta: a.meta("", "")})
 	if errors.Is(err, events.ErrConflict) {
 		return nil

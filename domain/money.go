@@ -25,12 +25,14 @@ const (
 const MaxMoney = 1_000_000_000 * Dollar
 
 // ParseMoney parses a decimal number of dollars such as "29.99", "0.0015" or
-// "1e2" exactly. It fails on NaN, infinities, more than six fractional digits
-// and magnitudes beyond MaxMoney. Negative values parse; callers decide
-// whether they are allowed.
+// "1e2" exactly: the syntax of a JSON number and nothing else, wherever the
+// amount comes from (a JSON field, a spend:N scope, a CLI flag). It fails on
+// NaN, infinities, Go literal syntax ("0x10", "0x1p4", "1_0"), fractions
+// ("1/3"), more than six fractional digits and magnitudes beyond MaxMoney.
+// Negative values parse; callers decide whether they are allowed.
 func ParseMoney(s string) (Money, bool) {
 	s = strings.TrimSpace(s)
-	if s == "" || len(s) > 64 {
+	if s == "" || len(s) > 64 || !decimal(s) {
 		return 0, false
 	}
 	r, ok := new(big.Rat).SetString(s)
@@ -50,6 +52,43 @@ func ParseMoney(s string) (Money, bool) {
 		return 0, false
 	}
 	return Money(v), true
+}
+
+// decimal reports whether s is a JSON number: an optional minus, digits
+// with no leading zero, an optional fraction and an optional exponent.
+func decimal(s string) bool {
+	i := 0
+	digits := func() int {
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	start := i
+	n := digits()
+	if n == 0 || (n > 1 && s[start] == '0') {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
 }
 
 // MoneyFromFloat converts a float64 amount of dollars, rounding to the

@@ -20,6 +20,22 @@ func TestParseMoney(t *testing.T) {
 		{"abc", 0, false},
 		{"1e400", 0, false},
 		{"1000000001", 0, false},
+		// Decimal dollars only: no Go literal syntax, no fractions.
+		{"0x10", 0, false},
+		{"0x1p4", 0, false},
+		{"1_0", 0, false},
+		{"0b101", 0, false},
+		{"0o17", 0, false},
+		{"010", 0, false},
+		{"1/3", 0, false},
+		{"+5", 0, false},
+		{".5", 0, false},
+		{"5.", 0, false},
+		{"1e", 0, false},
+		{"0", 0, true},
+		{"0.5", 500_000, true},
+		{"2E+1", 20 * Dollar, true},
+		{"1.5e-2", 15_000, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

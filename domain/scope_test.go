@@ -90,6 +90,7 @@ func TestCreateSession(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	fifty := 50 * Dollar
 	neg := -Dollar
+	tooMuch := MaxPayment + Cent
 	tests := []struct {
 		name      string
 		req       NewSession
@@ -102,6 +103,11 @@ func TestCreateSession(t *testing.T) {
 		{"missing agent", NewSession{}, 0, "agent_id"},
 		{"long agent", NewSession{AgentID: string(make([]byte, 129))}, 0, "agent_id"},
 		{"bad spend scope", NewSession{AgentID: "bot", Scopes: []string{"spend:lots"}}, 0, "scopes"},
+		{"hex spend scope", NewSession{AgentID: "bot", Scopes: []string{"spend:0x10"}}, 0, "scopes"},
+		{"hex float spend scope", NewSession{AgentID: "bot", Scopes: []string{"spend:0x1p4"}}, 0, "scopes"},
+		{"underscored spend scope", NewSession{AgentID: "bot", Scopes: []string{"spend:1_0"}}, 0, "scopes"},
+		{"spend scope over the maximum", NewSession{AgentID: "bot", Scopes: []string{"spend:1000001"}}, 0, "scopes"},
+		{"limit over the maximum", NewSession{AgentID: "bot", SpendLimit: &tooMuch}, 0, "spend_limit"},
 		{"two spend scopes", NewSession{AgentID: "bot", Scopes: []string{"spend:1", "spend:2"}}, 0, "scopes"},
 		{"negative limit", NewSession{AgentID: "bot", SpendLimit: &neg}, 0, "spend_limit"},
 		{"ttl too long", NewSession{AgentID: "bot", TTL: 31 * 24 * time.Hour}, 0, "ttl"},

@@ -96,11 +96,14 @@ func CreateSession(id string, req NewSession, now time.Time) (SessionCreated, er
 	}
 	switch {
 	case req.SpendLimit != nil:
-		if *req.SpendLimit < 0 {
-			return SessionCreated{}, Invalid("spend_limit", "spend_limit must not be negative")
+		if *req.SpendLimit < 0 || *req.SpendLimit > MaxPayment {
+			return SessionCreated{}, Invalid("spend_limit", "spend_limit must be between 0 and %s", MaxPayment)
 		}
 		limit = *req.SpendLimit
 	case fromScope != nil:
+		if *fromScope > MaxPayment {
+			return SessionCreated{}, Invalid("scopes", "a spend:N cap must be at most %s", MaxPayment)
+		}
 		limit = *fromScope
 	}
 	ttl := req.TTL
@@ -126,6 +129,30 @@ const (
 	MaxPayment = 1_000_000 * Dollar
 )
 
+// CheckPayment validates a payment request, whatever transport it came
+// by: the amount is between MinPayment and MaxPayment and the currency is
+// USD, the currency caps are kept in. It returns an invalid_request error
+// naming the field.
+func CheckPayment(amount Money, currency string) error {
+	if amount < MinPayment || amount > MaxPayment {
+		return Invalid("amount", "amount must be between %s and %s", MinPayment, MaxPayment)
+	}
+	if currency != "USD" {
+		return Invalid("currency", "only USD is supported; session caps are in US dollars")
+	}
+	return nil
+}
+
+// CheckCost validates what a governed call or a logged action declares it
+// cost: between 0 and MaxPayment (sub-cent costs are allowed). field names
+// the request field for the error.
+func CheckCost(field string, cost Money) error {
+	if cost < 0 || cost > MaxPayment {
+		return Invalid(field, "%s must be between 0 and %s", field, MaxPayment)
+	}
+	return nil
+}
+
 // Authorize decides a payment against the session: PaymentAuthorized when
 // the session is valid and the amount fits the remaining cap, otherwise
 // PaymentDenied with the reason. A session without a cap cannot spend.
@@ -135,6 +162,10 @@ func (s *Session) Authorize(authID string, amount Money, currency, description s
 			Description: description, Code: code, Reason: reason, RemainingBudget: s.Remaining()}
 	}
 	switch {
+	case amount <= 0 || amount > MaxPayment:
+		// Callers check the request (CheckPayment, CheckCost) first; the
+		// aggregate still never lets an amount raise the budget.
+		return deny(CodeInvalid, fmt.Sprintf("amount %s is not between 0 and %s", amount, MaxPayment))
 	case !s.RevokedAt.IsZero():
 		return deny(CodeSessionInvalid, "session has been revoked")
 	case !now.Before(s.ExpiresAt):

@@ -478,8 +478,7 @@ func (g *Gateway) Call(ctx context.Context, a commands.Actor, c Call) (*mcp.Call
 		return nil, nil, err
 	}
 	// 7. Record the decision, then forward.
-	callID := domain.NewID("cal")
-	pos, err := g.cmd.AllowCall(ctx, a, domain.ToolCallAllowed{CallID: callID, Tool: c.Tool, SessionID: ses.ID, AgentID: ses.AgentID,
+	callID, pos, err := g.cmd.AllowCall(ctx, a, domain.ToolCallAllowed{Tool: c.Tool, SessionID: ses.ID, AgentID: ses.AgentID,
 		ArgsHash: argsHash, Cost: c.Cost, AuthorizationID: authID, SecretsInjected: inj.Names, DefinitionHash: def.DefinitionHash})
 	if err != nil {
 		release("the decision could not be recorded")

@@ -138,8 +138,8 @@ var ownTools = []ownTool{
 		schema(`"session_id":{"type":"string"},"amount":{"type":"number"},"description":{"type":"string"}`, "session_id", "amount"),
 		func(ctx context.Context, g *Gateway, p Principal, a map[string]any) (any, error) {
 			amount, err := money(a, "amount")
-			if err != nil || amount < domain.MinPayment {
-				return nil, errors.Join(err, domain.Invalid("amount", "amount must be at least 0.01"))
+			if err != nil {
+				return nil, err
 			}
 			r, err := g.cmd.AuthorizePayment(ctx, p.actor(), str(a, "session_id"), amount, "USD", str(a, "description"))
 			if err != nil {
@@ -154,8 +154,8 @@ var ownTools = []ownTool{
 		schema(`"session_id":{"type":"string"},"tool":{"type":"string"},"action":{"type":"string"},"cost_usd":{"type":"number"},"details":{"type":"object"}`, "session_id", "action"),
 		func(ctx context.Context, g *Gateway, p Principal, a map[string]any) (any, error) {
 			cost, err := money(a, "cost_usd")
-			if err != nil || cost < 0 {
-				return nil, errors.Join(err, domain.Invalid("cost_usd", "cost_usd must not be negative"))
+			if err != nil {
+				return nil, err
 			}
 			var details json.RawMessage
 			if d, ok := a["details"].(map[string]any); ok {

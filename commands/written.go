@@ -1,0 +1,59 @@
+package commands
+
+import (
+	"context"
+	"sync"
+)
+
+// Written is what one request's commands appended, for read-your-writes
+// across requests and replicas: the ledger position of the last event they
+// appended, and whether the read models had reached it when they
+// answered. The API returns both in response headers (Haldir-Position, and
+// Haldir-Read-Your-Writes: pending when a projection wait timed out), so a
+// 2xx never silently promises a read it cannot keep; a client that echoes
+// Haldir-Position on a read, to any replica, is answered only once the read
+// models have reached it (AwaitPosition).
+type Written struct {
+	mu       sync.Mutex
+	position int64
+	pending  bool
+}
+
+type writtenKey struct{}
+
+// WithWritten returns ctx carrying a fresh Written that the commands run
+// with ctx fill in.
+func WithWritten(ctx context.Context) (context.Context, *Written) {
+	w := &Written{}
+	return context.WithValue(ctx, writtenKey{}, w), w
+}
+
+// note records an appended position, and whether the read models showed it
+// when the command answered.
+func noteWritten(ctx context.Context, position int64, visible bool) {
+	w, _ := ctx.Value(writtenKey{}).(*Written)
+	if w == nil || position <= 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.position = max(w.position, position)
+	w.pending = w.pending || !visible
+}
+
+// Position returns the ledger position of the last event appended, 0 for
+// none.
+func (w *Written) Position() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.position
+}
+
+// Pending reports whether a command answered before the read models
+// reached what it appended (its projection wait timed out): the write is
+// durable, but a read may not show it yet.
+func (w *Written) Pending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending
+}
