@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"sort"
 	"strings"
 	"time"
@@ -210,65 +211,189 @@ func Build(in Input) (Pack, error) {
 	if !in.Since.Before(in.Until) {
 		return Pack{}, domain.Invalid("until", "until must be after since")
 	}
-	p := Pack{Format: Format}
-	s := &p.Sections
-	s.Identity = Identity{TenantID: in.Tenant, TenantName: in.TenantName, Edition: "self-hosted", Since: stamp(in.Since), Until: stamp(in.Until)}
-	s.AccessControl = AccessControl{Criterion: "CC6.1",
-		ScopeModel: "every route requires <resource>:<read|write>; a key cannot mint a broader key; session scopes are hierarchical and a sibling never grants",
-		KeyStorage: "only the SHA-256 of each key is stored; keys are compared in constant time"}
-	s.Encryption = Encryption{Criterion: "CC6.7", Scheme: "AES-256-GCM envelope encryption: one random data key per secret version, wrapped by a versioned key-encryption key",
-		AADBinding:      "tenant, secret name and version, length-prefixed, on both the value and the wrapped data key",
-		KeyDerivation:   "HKDF-SHA256 from HALDIR_ENCRYPTION_KEY per KEK version",
-		KEKVersion:      in.KEKVersion,
-		PlaintextPolicy: "plaintext never enters the ledger, logs, errors or exports; deleting a secret destroys its data keys (crypto-shredding)"}
-	s.AuditTrail = AuditTrail{Criterion: "CC7.2", Chain: in.Chain, TreeHead: in.TreeHead,
-		ChainAlgorithm: "per-tenant SHA-256 chain over length-prefixed canonical event fields; RFC 6962 Merkle tree with Ed25519-signed checkpoints"}
-	s.Spend = Spend{Criterion: "CC5.2", Policy: "spend is decided on the session's stream with optimistic concurrency; a session without a cap cannot spend"}
-	s.Approvals = Approvals{Criterion: "CC8.1", Policy: "approvals are bound to the exact call, single-use and expiring; silence is never consent"}
-	s.Alerting = Alerting{Criterion: "CC7.3", Webhooks: in.Webhooks, Signing: "Standard Webhooks HMAC-SHA256 signatures"}
-	if in.Webhooks.Attempts > 0 {
-		s.Alerting.SuccessRate = fmt.Sprintf("%.2f%%", 100*float64(in.Webhooks.Delivered)/float64(in.Webhooks.Attempts))
-	} else {
-		s.Alerting.SuccessRate = "n/a (no deliveries in the period)"
+	h, err := historyOf(in)
+	if err != nil {
+		return Pack{}, err
 	}
+	logged := loggedActions(h)
+	p := Pack{Format: Format, Sections: Sections{
+		Identity:      identity(in),
+		AccessControl: accessControl(h),
+		Encryption:    encryption(h, in.KEKVersion),
+		AuditTrail:    auditTrail(h, logged.flagged, in.Chain, in.TreeHead),
+		Spend:         spend(h, logged.cost),
+		Approvals:     approvals(h),
+		Alerting:      alerting(in.Webhooks),
+	}}
+	p.Manifest = manifest(h)
+	if p.Manifest.Digest, err = Digest(p.Sections); err != nil {
+		return Pack{}, err
+	}
+	return p, nil
+}
 
-	keys := map[string]*Key{}
-	var keyOrder []string
-	secrets := map[string]bool{}
-	rules := 0
-	m := Manifest{EventCounts: map[string]int64{}}
+// history is what a pack counts: the tenant's events recorded before the
+// period's end, in sequence order. All of them make up the state at the
+// period's end (keys, secrets, rules); those recorded at or after since are
+// the period's own.
+type history struct {
+	events []events.Event
+	since  time.Time
+}
+
+// historyOf returns the events of in recorded before in.Until. It stops at
+// the first event recorded at or after it, and refuses an event of another
+// tenant before that.
+func historyOf(in Input) (history, error) {
+	h := history{events: in.Events, since: in.Since}
 	for i := range in.Events {
 		e := &in.Events[i]
 		if e.Tenant != in.Tenant {
-			return Pack{}, fmt.Errorf("evidence: event %s belongs to another tenant", e.ID)
+			return history{}, fmt.Errorf("evidence: event %s belongs to another tenant", e.ID)
 		}
 		if !e.RecordedAt.Before(in.Until) {
+			h.events = in.Events[:i]
 			break
 		}
-		inPeriod := !e.RecordedAt.Before(in.Since)
-		s.AuditTrail.EntriesTotal++
-		// State at the end of the period.
+	}
+	return h, nil
+}
+
+// all yields every event of h.
+func (h history) all() iter.Seq[*events.Event] {
+	return func(yield func(*events.Event) bool) {
+		for i := range h.events {
+			if !yield(&h.events[i]) {
+				return
+			}
+		}
+	}
+}
+
+// inPeriod reports whether e, one of h's events, was recorded in the period.
+func (h history) inPeriod(e *events.Event) bool { return !e.RecordedAt.Before(h.since) }
+
+// period yields the events of h recorded in the period.
+func (h history) period() iter.Seq[*events.Event] {
+	return func(yield func(*events.Event) bool) {
+		for e := range h.all() {
+			if h.inPeriod(e) && !yield(e) {
+				return
+			}
+		}
+	}
+}
+
+// logged sums the period's audit.logged events whose payload decodes.
+type logged struct {
+	cost    domain.Money // the cost the agents reported
+	flagged int64        // how many the agents flagged
+}
+
+// loggedActions sums the period's audit.logged events. They are most of a
+// history and two sections count them, so their payloads are decoded here,
+// once.
+func loggedActions(h history) logged {
+	var l logged
+	for e := range h.period() {
+		if e.Type != domain.TypeAuditLogged {
+			continue
+		}
+		var al domain.AuditLogged
+		if json.Unmarshal(e.Payload, &al) == nil {
+			l.cost += al.CostUSD
+			if al.Flagged {
+				l.flagged++
+			}
+		}
+	}
+	return l
+}
+
+// identity is section 1.
+func identity(in Input) Identity {
+	return Identity{TenantID: in.Tenant, TenantName: in.TenantName, Edition: "self-hosted", Since: stamp(in.Since), Until: stamp(in.Until)}
+}
+
+// accessControl is section 2: the API keys at the period's end and the
+// sessions of the period.
+func accessControl(h history) AccessControl {
+	s := AccessControl{Criterion: "CC6.1",
+		ScopeModel: "every route requires <resource>:<read|write>; a key cannot mint a broader key; session scopes are hierarchical and a sibling never grants",
+		KeyStorage: "only the SHA-256 of each key is stored; keys are compared in constant time"}
+	s.Keys, s.KeysCreated, s.KeysRevoked = apiKeys(h)
+	for _, k := range s.Keys {
+		if k.RevokedAt == "" {
+			s.KeysActiveAtEnd++
+			if k.Wildcard {
+				s.WildcardKeys++
+			}
+		}
+	}
+	for e := range h.period() {
+		switch e.Type {
+		case domain.TypeSessionCreated:
+			s.SessionsCreated++
+			var sc domain.SessionCreated
+			if json.Unmarshal(e.Payload, &sc) == nil && sc.SpendLimit > 0 {
+				s.SessionsWithCap++
+			}
+		case domain.TypeSessionRevoked:
+			s.SessionsRevoked++
+		}
+	}
+	return s
+}
+
+// apiKeys returns the API keys as they stand at the period's end, in order
+// of creation, and how many were created and revoked in the period.
+func apiKeys(h history) (keys []Key, created, revoked int) {
+	byPrefix := map[string]*Key{}
+	var order []string
+	for e := range h.all() {
 		switch e.Type {
 		case domain.TypeKeyCreated:
-			var k domain.KeyCreated
-			if json.Unmarshal(e.Payload, &k) == nil {
-				keys[k.Prefix] = &Key{Prefix: k.Prefix, Name: k.Name, Scopes: k.Scopes, CreatedAt: stamp(e.RecordedAt)}
-				for _, sc := range k.Scopes {
-					keys[k.Prefix].Wildcard = keys[k.Prefix].Wildcard || sc == "*" || strings.HasSuffix(sc, ":*")
-				}
-				keyOrder = append(keyOrder, k.Prefix)
-				if inPeriod {
-					s.AccessControl.KeysCreated++
-				}
+			var kc domain.KeyCreated
+			if json.Unmarshal(e.Payload, &kc) != nil {
+				continue
+			}
+			k := &Key{Prefix: kc.Prefix, Name: kc.Name, Scopes: kc.Scopes, CreatedAt: stamp(e.RecordedAt)}
+			for _, sc := range kc.Scopes {
+				k.Wildcard = k.Wildcard || sc == "*" || strings.HasSuffix(sc, ":*")
+			}
+			byPrefix[kc.Prefix] = k
+			order = append(order, kc.Prefix)
+			if h.inPeriod(e) {
+				created++
 			}
 		case domain.TypeKeyRevoked:
-			var k domain.KeyRevoked
-			if json.Unmarshal(e.Payload, &k) == nil && keys[k.Prefix] != nil {
-				keys[k.Prefix].RevokedAt = stamp(e.RecordedAt)
-				if inPeriod {
-					s.AccessControl.KeysRevoked++
-				}
+			var kr domain.KeyRevoked
+			if json.Unmarshal(e.Payload, &kr) != nil || byPrefix[kr.Prefix] == nil {
+				continue
 			}
+			byPrefix[kr.Prefix].RevokedAt = stamp(e.RecordedAt)
+			if h.inPeriod(e) {
+				revoked++
+			}
+		}
+	}
+	for _, prefix := range order {
+		keys = append(keys, *byPrefix[prefix])
+	}
+	return keys, created, revoked
+}
+
+// encryption is section 3: the secrets at the period's end and the
+// period's secret operations.
+func encryption(h history, kekVersion uint32) Encryption {
+	s := Encryption{Criterion: "CC6.7", Scheme: "AES-256-GCM envelope encryption: one random data key per secret version, wrapped by a versioned key-encryption key",
+		AADBinding:      "tenant, secret name and version, length-prefixed, on both the value and the wrapped data key",
+		KeyDerivation:   "HKDF-SHA256 from HALDIR_ENCRYPTION_KEY per KEK version",
+		KEKVersion:      kekVersion,
+		PlaintextPolicy: "plaintext never enters the ledger, logs, errors or exports; deleting a secret destroys its data keys (crypto-shredding)"}
+	secrets := map[string]bool{}
+	for e := range h.all() {
+		switch e.Type {
 		case domain.TypeSecretStored:
 			var sec domain.SecretStored
 			if json.Unmarshal(e.Payload, &sec) == nil {
@@ -279,89 +404,115 @@ func Build(in Input) (Pack, error) {
 			if json.Unmarshal(e.Payload, &sec) == nil {
 				delete(secrets, sec.Name)
 			}
-		case domain.TypeApprovalRuleAdded:
-			rules++
 		}
-		if !inPeriod {
-			continue
+	}
+	s.SecretsAtEnd = len(secrets)
+	for e := range h.period() {
+		switch e.Type {
+		case domain.TypeSecretStored:
+			s.VersionsStored++
+		case domain.TypeSecretAccessed:
+			s.Reads++
+		case domain.TypeSecretAccessDenied:
+			s.ReadsRefused++
+		case domain.TypeSecretDeleted:
+			s.CryptoShredded++
 		}
+	}
+	return s
+}
+
+// auditTrail is section 4: the entries of the chain, the period's flagged
+// ones (refused secret reads, denied payments and the flaggedLogs actions
+// the agents flagged), and the chain's verdict and signed head as given.
+func auditTrail(h history, flaggedLogs int64, chain ChainStatus, head *transparency.Checkpoint) AuditTrail {
+	s := AuditTrail{Criterion: "CC7.2", Chain: chain, TreeHead: head, Flagged: flaggedLogs,
+		ChainAlgorithm: "per-tenant SHA-256 chain over length-prefixed canonical event fields; RFC 6962 Merkle tree with Ed25519-signed checkpoints"}
+	s.EntriesTotal = int64(len(h.events))
+	for e := range h.period() {
+		s.EntriesPeriod++
+		switch e.Type {
+		case domain.TypeSecretAccessDenied, domain.TypePaymentDenied:
+			s.Flagged++
+		}
+	}
+	return s
+}
+
+// spend is section 5: the period's payments, and loggedCost, the cost the
+// agents reported.
+func spend(h history, loggedCost domain.Money) Spend {
+	s := Spend{Criterion: "CC5.2", LoggedCost: loggedCost,
+		Policy: "spend is decided on the session's stream with optimistic concurrency; a session without a cap cannot spend"}
+	for e := range h.period() {
+		switch e.Type {
+		case domain.TypePaymentAuthorized:
+			var pa domain.PaymentAuthorized
+			if json.Unmarshal(e.Payload, &pa) == nil {
+				s.Authorized++
+				s.AuthorizedTotal += pa.Amount
+			}
+		case domain.TypePaymentDenied:
+			s.Denied++
+			var pd domain.PaymentDenied
+			if json.Unmarshal(e.Payload, &pd) == nil && pd.Code == domain.CodeBudgetExceeded {
+				s.DeniedOverCap++
+			}
+		}
+	}
+	return s
+}
+
+// approvals is section 6: the rules at the period's end and the period's
+// approval requests and their outcomes.
+func approvals(h history) Approvals {
+	s := Approvals{Criterion: "CC8.1", Policy: "approvals are bound to the exact call, single-use and expiring; silence is never consent"}
+	for e := range h.all() {
+		if e.Type == domain.TypeApprovalRuleAdded {
+			s.Rules++
+		}
+	}
+	for e := range h.period() {
+		switch e.Type {
+		case domain.TypeApprovalRequested:
+			s.Requested++
+		case domain.TypeApprovalApproved:
+			s.Approved++
+		case domain.TypeApprovalDenied:
+			s.Denied++
+		case domain.TypeApprovalExpired:
+			s.Expired++
+		case domain.TypeApprovalConsumed:
+			s.Used++
+		}
+	}
+	return s
+}
+
+// alerting is section 7: the webhook figures as given.
+func alerting(w WebhookStats) Alerting {
+	s := Alerting{Criterion: "CC7.3", Webhooks: w, Signing: "Standard Webhooks HMAC-SHA256 signatures"}
+	if w.Attempts > 0 {
+		s.SuccessRate = fmt.Sprintf("%.2f%%", 100*float64(w.Delivered)/float64(w.Attempts))
+	} else {
+		s.SuccessRate = "n/a (no deliveries in the period)"
+	}
+	return s
+}
+
+// manifest counts the period's events by type and the sequence range they
+// span. Its digest is set by Build once the sections are complete.
+func manifest(h history) Manifest {
+	m := Manifest{EventCounts: map[string]int64{}}
+	for e := range h.period() {
 		m.EventCounts[e.Type]++
 		m.Events++
 		if m.FirstSeq == 0 {
 			m.FirstSeq = e.Seq
 		}
 		m.LastSeq = e.Seq
-		s.AuditTrail.EntriesPeriod++
-		switch e.Type {
-		case domain.TypeSessionCreated:
-			s.AccessControl.SessionsCreated++
-			var sc domain.SessionCreated
-			if json.Unmarshal(e.Payload, &sc) == nil && sc.SpendLimit > 0 {
-				s.AccessControl.SessionsWithCap++
-			}
-		case domain.TypeSessionRevoked:
-			s.AccessControl.SessionsRevoked++
-		case domain.TypeSecretStored:
-			s.Encryption.VersionsStored++
-		case domain.TypeSecretAccessed:
-			s.Encryption.Reads++
-		case domain.TypeSecretAccessDenied:
-			s.Encryption.ReadsRefused++
-			s.AuditTrail.Flagged++
-		case domain.TypeSecretDeleted:
-			s.Encryption.CryptoShredded++
-		case domain.TypePaymentAuthorized:
-			var pa domain.PaymentAuthorized
-			if json.Unmarshal(e.Payload, &pa) == nil {
-				s.Spend.Authorized++
-				s.Spend.AuthorizedTotal += pa.Amount
-			}
-		case domain.TypePaymentDenied:
-			s.Spend.Denied++
-			s.AuditTrail.Flagged++
-			var pd domain.PaymentDenied
-			if json.Unmarshal(e.Payload, &pd) == nil && pd.Code == domain.CodeBudgetExceeded {
-				s.Spend.DeniedOverCap++
-			}
-		case domain.TypeAuditLogged:
-			var al domain.AuditLogged
-			if json.Unmarshal(e.Payload, &al) == nil {
-				s.Spend.LoggedCost += al.CostUSD
-				if al.Flagged {
-					s.AuditTrail.Flagged++
-				}
-			}
-		case domain.TypeApprovalRequested:
-			s.Approvals.Requested++
-		case domain.TypeApprovalApproved:
-			s.Approvals.Approved++
-		case domain.TypeApprovalDenied:
-			s.Approvals.Denied++
-		case domain.TypeApprovalExpired:
-			s.Approvals.Expired++
-		case domain.TypeApprovalConsumed:
-			s.Approvals.Used++
-		}
 	}
-	for _, prefix := range keyOrder {
-		k := keys[prefix]
-		s.AccessControl.Keys = append(s.AccessControl.Keys, *k)
-		if k.RevokedAt == "" {
-			s.AccessControl.KeysActiveAtEnd++
-			if k.Wildcard {
-				s.AccessControl.WildcardKeys++
-			}
-		}
-	}
-	s.Encryption.SecretsAtEnd = len(secrets)
-	s.Approvals.Rules = rules
-	digest, err := Digest(p.Sections)
-	if err != nil {
-		return Pack{}, err
-	}
-	m.Digest = digest
-	p.Manifest = m
-	return p, nil
+	return m
 }
 
 // Digest returns the hex SHA-256 of the canonical JSON of sections.
