@@ -1,9 +1,14 @@
 package api_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,14 +147,11 @@ func TestApprovalExpiresWithoutConsent(t *testing.T) {
 			t.Errorf("the long poll waited %s for an expiry due in 1 s", time.Since(start))
 		}
 		c.Do("POST", "/v1/approvals/"+id+"/approve", map[string]any{"decided_by": "late"}).Expect(t, 409, "conflict")
-		// The sweeper records the expiry as an event.
-		deadline := time.Now().Add(15 * time.Second)
-		for !strings.Contains(string(c.Do("GET", "/v1/audit?tool=approvals", nil).Raw), `"action":"expired"`) {
-			if time.Now().After(deadline) {
-				t.Fatal("no approval.expired event after 15 s")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		// The sweeper records the expiry as an event. It runs on the real
+		// clock (the app takes no injectable one), so poll for the event.
+		waitFor(t, 15*time.Second, "the sweeper's approval.expired event", func() bool {
+			return strings.Contains(string(c.Do("GET", "/v1/audit?tool=approvals", nil).Raw), `"action":"expired"`)
+		})
 		if p := c.Do("GET", "/v1/approvals/pending", nil); p.Num("count") != 0 {
 			t.Errorf("an expired request is still pending: %s", p)
 		}
@@ -162,15 +164,51 @@ func TestApprovalLongPollSeesADecision(t *testing.T) {
 		s.NewTenant("bystander")
 		ses := c.Do("POST", "/v1/sessions", map[string]any{"agent_id": "a"}).Expect(t, 201).Str("session_id")
 		id := c.Do("POST", "/v1/approvals/request", map[string]any{"session_id": ses, "tool": "t"}).Expect(t, 201).Str("request_id")
-		done := make(chan *apptest.Response, 1)
-		go func() { done <- c.Do("GET", "/v1/approvals/"+id+"?wait=30s", nil) }()
-		// Decide only once the poll is certainly waiting on the request.
-		time.Sleep(200 * time.Millisecond)
+		// The long poll is sent by hand so that the test sees its request
+		// reach the server.
+		req, err := http.NewRequest("GET", c.Base+"/v1/approvals/"+id+"?wait=30s", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+c.Key)
+		var sent atomic.Bool
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			WroteRequest: func(w httptrace.WroteRequestInfo) { sent.Store(w.Err == nil) },
+		}))
+		type polled struct {
+			status string
+			raw    []byte
+			err    error
+		}
+		done := make(chan polled, 1)
+		go func() {
+			var p polled
+			defer func() { done <- p }()
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				p.err = err
+				return
+			}
+			defer resp.Body.Close()
+			if p.raw, p.err = io.ReadAll(resp.Body); p.err != nil {
+				return
+			}
+			var body struct{ Status string }
+			if p.err = json.Unmarshal(p.raw, &body); p.err == nil {
+				p.status = body.Status
+			}
+		}()
+		// Decide only once the poll is waiting on the request: once its
+		// request has been sent (or it has already answered). The server
+		// shows nothing of the handler's first read, so that is the last
+		// observable step; should the decision still land before that read,
+		// the poll answers the same approved status at once.
+		waitFor(t, 10*time.Second, "the long poll's request to be sent", func() bool { return sent.Load() || len(done) > 0 })
 		c.Do("POST", "/v1/approvals/"+id+"/approve", map[string]any{"decided_by": "alice"}).Expect(t, 200)
 		select {
 		case r := <-done:
-			if r.Str("status") != "approved" {
-				t.Errorf("long poll returned %s", r)
+			if r.err != nil || r.status != "approved" {
+				t.Errorf("long poll returned %s (%v)", r.raw, r.err)
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("the long poll did not return within 10 s of the decision")

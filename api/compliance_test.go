@@ -24,8 +24,14 @@ func TestComplianceEvidence(t *testing.T) {
 		// A closed period: a little in the past up to now.
 		until := time.Now().UTC().Add(time.Second).Truncate(time.Second)
 		period := "?since=" + url.QueryEscape(until.Add(-time.Hour).Format(time.RFC3339)) + "&until=" + url.QueryEscape(until.Format(time.RFC3339))
-		// Let the closing second pass so nothing more lands in the period.
-		time.Sleep(time.Until(until) + 10*time.Millisecond)
+		// Let the closing second pass so nothing more lands in the period
+		// (recorded_at < until). The app takes no injectable clock
+		// (app.Config has none) and the ledger stamps events with the real
+		// time, so the test waits, polling, until the real clock is past
+		// until (with the same 10 ms margin as before).
+		waitFor(t, time.Until(until)+5*time.Second, "the period's closing second to pass", func() bool {
+			return time.Now().After(until.Add(10 * time.Millisecond))
+		})
 
 		r := c.Do("GET", "/v1/compliance/evidence"+period, nil).Expect(t, 200)
 		var p evidence.Pack

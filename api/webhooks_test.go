@@ -76,14 +76,12 @@ func (r *receiver) types() map[string]int {
 	return out
 }
 
+// waitFor polls cond until it holds, failing the test after 30 s with what
+// and the event types delivered by then.
 func (r *receiver) waitFor(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("timed out waiting for %s; delivered %v", what, r.types())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !eventually(30*time.Second, cond) {
+		r.t.Fatalf("timed out waiting for %s; delivered %v", what, r.types())
 	}
 }
 
@@ -267,13 +265,9 @@ func TestWebhookGoneDisablesTheEndpoint(t *testing.T) {
 	register(t, c, r)
 	ses := c.Do("POST", "/v1/sessions", map[string]any{"agent_id": "x"}).Str("session_id")
 	c.Do("DELETE", "/v1/sessions/"+ses, nil).Expect(t, 200)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(string(c.Do("GET", "/v1/webhooks", nil).Raw), `"active":false`) {
-		if time.Now().After(deadline) {
-			t.Fatal("the webhook was not disabled after a 410")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, 20*time.Second, "the webhook to be disabled after a 410", func() bool {
+		return strings.Contains(string(c.Do("GET", "/v1/webhooks", nil).Raw), `"active":false`)
+	})
 	if !strings.Contains(string(c.Do("GET", "/v1/audit?tool=webhooks", nil).Raw), `"action":"disabled"`) {
 		t.Error("the disabling is not on the ledger")
 	}

@@ -38,8 +38,8 @@ func TestWebhooksCommands(t *testing.T) {
 	ses := c.Do("POST", "/v1/sessions", map[string]any{"agent_id": "x"}).Str("session_id")
 	c.Do("DELETE", "/v1/sessions/"+ses, nil).Expect(t, 200)
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var listed string
+	delivered := eventually(30*time.Second, func() bool {
 		r := run(t, "", "webhooks", "deliveries", "-n", "5", "--json")
 		var d struct {
 			Count      int              `json:"count"`
@@ -48,13 +48,11 @@ func TestWebhooksCommands(t *testing.T) {
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &d) != nil {
 			t.Fatalf("webhooks deliveries: %+v", r)
 		}
-		if d.Count > 0 && d.Deliveries[0]["status_code"] == float64(204) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no successful delivery listed: %s", r.stdout)
-		}
-		time.Sleep(20 * time.Millisecond)
+		listed = r.stdout
+		return d.Count > 0 && d.Deliveries[0]["status_code"] == float64(204)
+	})
+	if !delivered {
+		t.Fatalf("no successful delivery listed: %s", listed)
 	}
 	if r := run(t, "", "webhooks", "deliveries"); r.code != 0 || !strings.Contains(r.stdout, "session.revoked") {
 		t.Errorf("human deliveries: %+v", r)
@@ -66,4 +64,20 @@ func TestWebhooksCommands(t *testing.T) {
 	if r := run(t, "", "webhooks", "rotate", "whk_nonexistent"); r.code != 1 {
 		t.Errorf("rotating an unknown webhook exited %d: %s", r.code, r.stderr)
 	}
+}
+
+// eventually re-checks cond on a short ticker until it holds or within has
+// passed, and reports whether it held. Tests wait for conditions through it,
+// never by sleeping.
+func eventually(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C // polling interval, not a wait for the condition
+	}
+	return true
 }
