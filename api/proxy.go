@@ -1,30 +1,31 @@
 package api
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
-	"io"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 
+	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/domain"
-	"github.com/haldir-dev/haldir/gateway"
+	"github.com/haldir-dev/haldir/proxy"
 )
 
 var errNoProxy = domain.Errorf(domain.CodeUnavailable, "the MCP proxy is not configured on this server")
 
 func (s *Server) registerUpstream(c *call) (int, any, error) {
-	if s.deps.Gateway == nil {
+	if s.deps.Upstreams == nil {
 		return 0, nil, errNoProxy
 	}
-	spec := gateway.UpstreamSpec{Name: c.obj.str("name", true, 64), URL: c.obj.str("url", false, domain.MaxWebhookURLLen),
+	up := proxy.Upstream{Name: c.obj.str("name", true, 64), URL: c.obj.str("url", false, domain.MaxWebhookURLLen),
 		Transport: c.obj.str("transport", false, 16)}
-	spec.Command, _ = c.obj.strList("command", 64, 4096)
+	up.Command, _ = c.obj.strList("command", 64, 4096)
 	for _, f := range []struct {
 		name string
 		into *map[string]string
-	}{{"env", &spec.Env}, {"headers", &spec.Headers}} {
+	}{{"env", &up.Env}, {"headers", &up.Headers}} {
 		if raw, ok := c.obj.lookup(f.name, false); ok {
 			if err := json.Unmarshal(raw, f.into); err != nil {
 				c.obj.fail(f.name, "%s must be an object of strings", f.name)
@@ -34,29 +35,45 @@ func (s *Server) registerUpstream(c *call) (int, any, error) {
 	if err := c.obj.Err(); err != nil {
 		return 0, nil, err
 	}
-	if (spec.URL == "") == (len(spec.Command) == 0) {
+	if (up.URL == "") == (len(up.Command) == 0) {
 		return 0, nil, domain.Invalid("url", "give either url (Streamable HTTP or SSE) or command (a local stdio server)")
 	}
-	if len(spec.Command) > 0 && !c.key.Scopes.Allows(domain.Need{Resource: domain.Admin, Access: domain.Write}) {
+	if len(up.Command) > 0 && !c.key.Scopes.Allows(domain.Need{Resource: domain.Admin, Access: domain.Write}) {
 		return 0, nil, &domain.Error{Code: domain.CodeInsufficientScope, Message: "registering a local stdio command needs admin:write",
 			Extra: map[string]any{"required": "admin:write", "granted": []string(c.key.Scopes)}}
 	}
-	r, err := s.deps.Gateway.RegisterUpstream(c.ctx, c.actor, spec)
-	if err != nil {
+	if err := proxy.ValidateName(up.Name); err != nil {
+		return 0, nil, domain.Invalid("name", "name must be 1-64 characters of a-z, 0-9, '_' and '-'")
+	}
+	if up.Transport == "" {
+		up.Transport = proxy.TransportStreamable
+		if len(up.Command) > 0 {
+			up.Transport = proxy.TransportStdio
+		}
+	}
+	if err := up.Validate(); err != nil {
+		return 0, nil, domain.Invalid("", "%v", err)
+	}
+	reg := domain.UpstreamRegistered{Name: up.Name, Transport: up.Transport, URL: up.URL, Command: up.Command}
+	if err := s.deps.Commands.RegisterUpstream(c.ctx, c.actor, reg, commands.UpstreamConfig{Env: up.Env, Headers: up.Headers}); err != nil {
 		return 0, nil, err
 	}
-	if r.Tools == nil {
-		r.Tools = []string{}
+	st, tools, err := s.deps.Upstreams.Status(c.ctx, c.tenant, up.Name)
+	if err != nil && !errors.Is(err, proxy.ErrNotFound) {
+		return 0, nil, err
 	}
-	return http.StatusCreated, map[string]any{"registered": true, "name": r.Name, "url": r.URL, "transport": r.Transport, "healthy": r.Healthy,
-		"tools_discovered": len(r.Tools), "tool_names": r.Tools, "error": r.Error}, nil
+	if tools == nil {
+		tools = []string{}
+	}
+	return http.StatusCreated, map[string]any{"registered": true, "name": up.Name, "url": up.URL, "transport": up.Transport, "healthy": st.Connected,
+		"tools_discovered": len(tools), "tool_names": tools, "error": st.LastError}, nil
 }
 
 func (s *Server) listUpstreams(c *call) (int, any, error) {
-	if s.deps.Gateway == nil {
+	if s.deps.Upstreams == nil {
 		return 0, nil, errNoProxy
 	}
-	st, err := s.deps.Gateway.Statuses(c.ctx, c.tenant)
+	st, err := s.deps.Upstreams.Statuses(c.ctx, c.tenant)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -70,39 +87,69 @@ func (s *Server) listUpstreams(c *call) (int, any, error) {
 	return http.StatusOK, map[string]any{"upstreams": out, "count": len(out)}, nil
 }
 
+// proxyTool is an upstream tool with its pin status.
+type proxyTool struct {
+	proxy.ToolDef
+	quarantined bool
+}
+
+// proxyTools lists the tenant's upstream tools; a tool is quarantined
+// unless its definition is the pinned one.
+func (s *Server) proxyTools(ctx context.Context, tenant string) ([]proxyTool, error) {
+	defs, err := s.deps.Upstreams.Tools(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]proxyTool, 0, len(defs))
+	for _, def := range defs {
+		pin, found, err := s.deps.Queries.Pin(ctx, tenant, def.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, proxyTool{ToolDef: def, quarantined: !found || !pin.Callable(def.DefinitionHash)})
+	}
+	return out, nil
+}
+
 func (s *Server) listProxyTools(c *call) (int, any, error) {
-	if s.deps.Gateway == nil {
+	if s.deps.Upstreams == nil {
 		return 0, nil, errNoProxy
 	}
-	tools, err := s.deps.Gateway.Tools(c.ctx, c.tenant)
+	tools, err := s.proxyTools(c.ctx, c.tenant)
 	if err != nil {
 		return 0, nil, err
 	}
 	out := make([]map[string]any, 0, len(tools))
 	for _, t := range tools {
 		out = append(out, map[string]any{"name": t.Name, "description": t.Description, "upstream": t.Upstream,
-			"input_schema": t.InputSchema, "definition_hash": t.DefinitionHash, "quarantined": t.Quarantined})
+			"input_schema": t.InputSchema, "definition_hash": t.DefinitionHash, "quarantined": t.quarantined})
 	}
 	return http.StatusOK, map[string]any{"tools": out, "count": len(out)}, nil
 }
 
 func (s *Server) approveProxyTool(c *call) (int, any, error) {
-	if s.deps.Gateway == nil {
+	if s.deps.Upstreams == nil {
 		return 0, nil, errNoProxy
 	}
 	name, err := url.PathUnescape(c.vars("name"))
 	if err != nil {
 		return 0, nil, domain.Invalid("name", "bad tool name")
 	}
-	hash, err := s.deps.Gateway.ApproveTool(c.ctx, c.actor, name)
+	def, ok, err := s.deps.Upstreams.Tool(c.ctx, c.tenant, name)
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, map[string]any{"approved": true, "tool": name, "definition_hash": hash}, nil
+	if !ok {
+		return 0, nil, domain.Errorf(domain.CodeNotFound, "no tool %q is offered by this tenant's upstreams", truncate(name, 64))
+	}
+	if err := s.deps.Commands.ApproveTool(c.ctx, c.actor, name, def.DefinitionHash); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"approved": true, "tool": name, "definition_hash": def.DefinitionHash}, nil
 }
 
 func (s *Server) proxyCall(c *call) (int, any, error) {
-	if s.deps.Gateway == nil {
+	if s.deps.Governor == nil {
 		return 0, nil, errNoProxy
 	}
 	tool := c.obj.str("tool", true, 256)
@@ -121,7 +168,7 @@ func (s *Server) proxyCall(c *call) (int, any, error) {
 	if session == "" {
 		session = c.r.Header.Get("X-Haldir-Session")
 	}
-	result, refusal, err := s.deps.Gateway.Call(c.ctx, c.actor, gateway.Call{Tool: tool, Arguments: args, SessionID: session, Cost: cost})
+	result, refusal, err := s.deps.Governor.GovernCall(c.ctx, c.actor, commands.Call{Tool: tool, Arguments: args, SessionID: session, Cost: cost})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -183,27 +230,4 @@ func (s *Server) listPolicies(c *call) (int, any, error) {
 		ps = []domain.Policy{}
 	}
 	return http.StatusOK, map[string]any{"policies": ps, "count": len(ps)}, nil
-}
-
-// mcp hands an authenticated JSON-RPC request to the MCP server, with the
-// caller's tenant and key scopes in its context (tool-level scopes apply
-// inside).
-func (s *Server) mcp(c *call) error {
-	if s.mcpHandler == nil {
-		return errNoProxy
-	}
-	p := gateway.Principal{Tenant: c.tenant, KeyPrefix: c.key.Prefix, RequestID: c.requestID, Scopes: c.key.Scopes}
-	r := c.r.Clone(gateway.WithPrincipal(c.ctx, p))
-	r.Body = io.NopCloser(bytes.NewReader(c.body))
-	r.ContentLength = int64(len(c.body))
-	s.mcpHandler.ServeHTTP(c.w, r)
-	return nil
-}
-
-func (s *Server) serverCard(c *call) (int, any, error) {
-	base := &url.URL{Scheme: "http", Host: c.r.Host}
-	if c.r.TLS != nil || c.r.Header.Get("X-Forwarded-Proto") == "https" {
-		base.Scheme = "https"
-	}
-	return http.StatusOK, gateway.ServerCard(base, s.opts.Version), nil
 }

@@ -19,8 +19,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/haldir-dev/haldir/api"
 	"github.com/haldir-dev/haldir/app/apptest"
-	"github.com/haldir-dev/haldir/gateway"
 	"github.com/haldir-dev/haldir/sqldb"
 )
 
@@ -602,7 +602,7 @@ func TestMCPEndpointWithTheGoClient(t *testing.T) {
 		}
 
 		admin := mcpClient(t, s, "Authorization", "Bearer "+a.Key)
-		if got := listNames(t, admin, nil); !slices.Equal(got, gateway.OwnToolNames()) {
+		if got := listNames(t, admin, nil); !slices.Equal(got, api.OwnToolNames()) {
 			t.Errorf("the admin key without a session lists %v", got)
 		}
 		out, isErr := callText(t, admin, "createSession", map[string]any{"agent_id": "mcp-bot", "scopes": []string{"read", "tool:files"}, "spend_limit": 5}, nil)

@@ -30,9 +30,9 @@ import (
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/evidence"
-	"github.com/haldir-dev/haldir/gateway"
 	"github.com/haldir-dev/haldir/idempotency"
 	"github.com/haldir-dev/haldir/projections"
+	"github.com/haldir-dev/haldir/proxy"
 	"github.com/haldir-dev/haldir/ratelimit"
 	"github.com/haldir-dev/haldir/treelog"
 	"github.com/haldir-dev/haldir/webhooks"
@@ -55,8 +55,11 @@ type Deps struct {
 	Projected func() int64
 	// Log publishes signed checkpoints and proofs; nil disables them.
 	Log *treelog.Log
-	// Gateway governs proxied tool calls and serves /mcp.
-	Gateway *gateway.Gateway
+	// Upstreams are the tenants' MCP upstream connections; nil disables
+	// the proxy routes.
+	Upstreams *proxy.Tenants
+	// Governor runs governed tool calls (POST /v1/proxy/call, /mcp).
+	Governor *commands.Governor
 	// Deliveries is the webhook delivery queue, for the delivery log.
 	Deliveries *webhooks.Queue
 	// KEKVersion reports the vault's key-encryption key version.
@@ -152,9 +155,6 @@ func New(deps Deps, opts Options) *Server {
 	s := &Server{deps: deps, opts: opts, log: opts.Log, now: func() time.Time { return opts.Now().UTC() }, started: time.Now()}
 	s.auth = newAuthenticator(deps.Queries, s.now)
 	s.chains.m = map[string]chainVerdict{}
-	if deps.Gateway != nil {
-		s.mcpHandler = deps.Gateway.MCPServer().HTTPHandler()
-	}
 	s.metrics = newMetrics()
 	s.router = mux.NewRouter()
 	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -167,6 +167,7 @@ func New(deps Deps, opts Options) *Server {
 			"code": string(domain.CodeInvalid), "request_id": id})
 	})
 	s.routes = s.routeTable()
+	s.mcpHandler = s.mcpServer().HTTPHandler()
 	for i := range s.routes {
 		rt := &s.routes[i]
 		s.router.HandleFunc(rt.path, s.handler(rt)).Methods(rt.method)
@@ -394,8 +395,8 @@ func (s *Server) rateLimit(c *call) error {
 	if c.key.RateLimit > 0 {
 		limit = c.key.RateLimit
 	}
-	if limit <= 0 || s.deps.Limiter == nil {
-		return nil
+	if limit <= 0 || s.deps.Limiter == nil || c.ctx.Value(innerKey{}) != nil {
+		return nil // an MCP tool's route was counted as the /mcp request
 	}
 	now := s.now()
 	res, err := s.deps.Limiter.Allow(c.ctx, "key:"+c.key.Prefix, limit, time.Minute, now)

@@ -18,12 +18,12 @@ import (
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/evidence"
-	"github.com/haldir-dev/haldir/gateway"
 	"github.com/haldir-dev/haldir/idempotency"
 	"github.com/haldir-dev/haldir/internal/outbound"
 	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/migrations"
 	"github.com/haldir-dev/haldir/projections"
+	"github.com/haldir-dev/haldir/proxy"
 	"github.com/haldir-dev/haldir/ratelimit"
 	"github.com/haldir-dev/haldir/sqldb"
 	"github.com/haldir-dev/haldir/treelog"
@@ -118,7 +118,8 @@ type App struct {
 	Checkpoints *treelog.Log
 	Deliveries  *webhooks.Queue
 	Guard       outbound.Guard
-	Gateway     *gateway.Gateway
+	// Upstreams are the tenants' MCP upstream connections in this process.
+	Upstreams *proxy.Tenants
 
 	stop chan struct{}
 	done chan struct{}
@@ -154,14 +155,14 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}()
 	<-a.Projector.Running()
 	a.Queries = projections.NewQueries(db)
-	v, err := openVault(ctx, cfg, db, log)
+	a.Keys = keystore.New(db)
+	v, err := openVault(ctx, cfg, a.Keys, log)
 	if err != nil {
 		a.Projector.Close()
 		a.Store.Close()
 		db.Close()
 		return nil, err
 	}
-	a.Keys = v.Keys
 	if a.Checkpoints, err = openLog(cfg, db, a.Queries, log); err != nil {
 		a.Projector.Close()
 		a.Store.Close()
@@ -174,8 +175,15 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		limiter = ratelimit.NewSQL(db) // replicas share counters
 	}
 	idem := idempotency.New(db)
-	a.Gateway = gateway.New(gateway.Options{Commands: a.Commands, Queries: a.Queries, Limiter: limiter, Guard: a.Guard,
-		Log: log.With("component", "proxy"), Version: cfg.Version})
+	a.Upstreams = proxy.NewTenants(proxy.TenantsOptions{
+		HTTPClient: upstreamClient(a.Guard), ClientName: "haldir-proxy", ClientVersion: cfg.Version, Logger: log.With("component", "proxy"),
+		Registrations: a.Queries.Upstreams, Configure: a.Commands.UpstreamSettings,
+		Observe: func(ctx context.Context, tenant, tool, hash string) error {
+			_, err := a.Commands.ObserveTool(ctx, tenant, tool, hash)
+			return err
+		},
+	})
+	governor := a.Commands.NewGovernor(a.Upstreams, a.Queries, windows{limiter}, 0)
 	a.API = api.New(api.Deps{
 		Commands:    a.Commands,
 		Queries:     a.Queries,
@@ -186,7 +194,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Projected:   func() int64 { return a.Projector.Position(projections.CoreGroup.Name) },
 		Log:         a.Checkpoints,
 		Deliveries:  a.Deliveries,
-		Gateway:     a.Gateway,
+		Upstreams:   a.Upstreams,
+		Governor:    governor,
 		WebhookStats: func(ctx context.Context, tenant string, since, until time.Time) (evidence.WebhookStats, error) {
 			s, err := a.Queries.WebhookStats(ctx, tenant, since, until)
 			return evidence.WebhookStats{Registered: s.Registered, Active: s.Active, Attempts: s.Attempts, Delivered: s.Delivered, Failed: s.Failed}, err
@@ -281,7 +290,7 @@ func (a *App) Close() error {
 	close(a.stop)
 	<-a.done
 	<-a.delivered
-	err := a.Gateway.Close()
+	err := a.Upstreams.Close()
 	err = errors.Join(err, a.Projector.Close())
 	select {
 	case <-a.projected: // Run has returned: nothing logs or writes after Close
@@ -294,7 +303,7 @@ func (a *App) Close() error {
 
 // openVault loads the master key and the keyring. A wrong key is refused
 // here, at start, with a clear message, never at the first read.
-func openVault(ctx context.Context, cfg Config, db *sqldb.DB, log *slog.Logger) (*commands.Vault, error) {
+func openVault(ctx context.Context, cfg Config, keys *keystore.Store, log *slog.Logger) (*commands.Vault, error) {
 	dataDir := cfg.DataDir
 	if cfg.DatabaseURL != "" {
 		dataDir = ""
@@ -307,7 +316,6 @@ func openVault(ctx context.Context, cfg Config, db *sqldb.DB, log *slog.Logger) 
 		log.Warn("generated a new vault encryption key; back it up, secrets cannot be read without it",
 			"file", filepath.Join(dataDir, keystore.MasterKeyFile))
 	}
-	keys := keystore.New(db)
 	ring, err := keys.LoadKeyring(ctx, master)
 	if err != nil {
 		return nil, err
@@ -403,4 +411,22 @@ func (a *App) deliver(log *slog.Logger) {
 			log.Error("webhook delivery stopped", "err", err)
 		}
 	}()
+}
+
+// upstreamClient is the HTTP client of every MCP upstream connection: each
+// connection's address is checked by the outbound guard, redirects are
+// never followed (and refused when they point somewhere forbidden), and
+// every phase is bounded.
+func upstreamClient(guard outbound.Guard) *http.Client {
+	tr := &http.Transport{DialContext: guard.DialContext, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 60 * time.Second}
+	return &http.Client{Transport: tr, CheckRedirect: guard.CheckRedirect}
+}
+
+// windows adapts a ratelimit.Limiter to what governed calls count with.
+type windows struct{ ratelimit.Limiter }
+
+func (w windows) Allow(ctx context.Context, key string, limit int, window time.Duration, now time.Time) (bool, time.Duration, error) {
+	res, err := w.Limiter.Allow(ctx, key, limit, window, now)
+	return res.Allowed, res.RetryAfter(now), err
 }

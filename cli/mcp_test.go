@@ -17,7 +17,7 @@ import (
 
 	"github.com/haldir-dev/haldir/app/apptest"
 	"github.com/haldir-dev/haldir/cli"
-	"github.com/haldir-dev/haldir/gateway"
+	"github.com/haldir-dev/haldir/api"
 )
 
 type echoIn struct {
@@ -99,7 +99,7 @@ func TestMCPOverStdio(t *testing.T) {
 	for _, tool := range list.Tools {
 		names = append(names, tool.Name)
 	}
-	want := append(gateway.OwnToolNames(), "files.echo")
+	want := append(api.OwnToolNames(), "files.echo")
 	if !slices.Equal(names, want) {
 		t.Errorf("tools = %v, want %v", names, want)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
-	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/vault"
 )
 
@@ -22,6 +21,11 @@ type UpstreamConfig struct {
 // RegisterUpstream records an upstream MCP server for the tenant, sealing
 // its environment and headers. A second registration of a name conflicts.
 func (s *Service) RegisterUpstream(ctx context.Context, a Actor, reg domain.UpstreamRegistered, cfg UpstreamConfig) error {
+	if reg.URL != "" {
+		if err := s.guard.CheckURL(ctx, reg.URL); err != nil {
+			return domain.Invalid("url", "url is refused: %v (private, loopback and link-local addresses are not allowed unless HALDIR_ALLOW_PRIVATE_NETWORKS=true)", errors.Unwrap(err))
+		}
+	}
 	if len(cfg.Env) > 0 || len(cfg.Headers) > 0 {
 		if s.vault == nil {
 			return errNoVault
@@ -37,7 +41,7 @@ func (s *Service) RegisterUpstream(ctx context.Context, a Actor, reg domain.Upst
 			return err
 		}
 		reg.KeyID = domain.NewID("dek")
-		if err := s.vault.Keys.Put(ctx, keystore.Key{KeyID: reg.KeyID, Tenant: a.Tenant, Name: ref.Name, Version: 1, Wrapped: wrapped}); err != nil {
+		if err := s.vault.Keys.Put(ctx, vault.DataKey{KeyID: reg.KeyID, Tenant: a.Tenant, Name: ref.Name, Version: 1, Wrapped: wrapped}); err != nil {
 			return err
 		}
 		reg.SealedConfig = sealed.Bytes()
@@ -85,6 +89,36 @@ func (s *Service) OpenUpstreamConfig(ctx context.Context, tenant string, reg dom
 		return cfg, err
 	}
 	return cfg, json.Unmarshal(plain, &cfg)
+}
+
+// UpstreamSettings returns an upstream's environment and headers, opened
+// from their sealed form, with every {{secret:NAME}} filled from the vault
+// (each read recorded, see ReadSecretForUpstream).
+func (s *Service) UpstreamSettings(ctx context.Context, tenant string, reg domain.UpstreamRegistered) (env, headers map[string]string, err error) {
+	cfg, err := s.OpenUpstreamConfig(ctx, tenant, reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	fill := func(m map[string]string) (map[string]string, error) {
+		out := map[string]string{}
+		for k, v := range m {
+			filled, _, err := vault.Resolve(v, func(name string) (string, error) {
+				return s.ReadSecretForUpstream(ctx, tenant, reg.Name, name)
+			})
+			if err != nil {
+				return nil, err
+			}
+			out[k] = filled.(string)
+		}
+		return out, nil
+	}
+	if env, err = fill(cfg.Env); err != nil {
+		return nil, nil, err
+	}
+	if headers, err = fill(cfg.Headers); err != nil {
+		return nil, nil, err
+	}
+	return env, headers, nil
 }
 
 // ReadSecretForUpstream returns a secret for an upstream's own

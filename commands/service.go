@@ -54,7 +54,7 @@ type Reads interface {
 	Webhook(ctx context.Context, tenant, id string) (domain.Webhook, bool, error)
 }
 
-// URLGuard checks outbound URLs a caller gave us (webhooks.Guard).
+// URLGuard checks outbound URLs a caller gave us (outbound.Guard).
 type URLGuard interface {
 	CheckURL(ctx context.Context, raw string) error
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
-	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/vault"
 )
 
@@ -17,9 +16,25 @@ import (
 // obtain the keyring, reloaded when a rotation by another process moved
 // data keys to a KEK version this process does not know yet.
 type Vault struct {
-	Keys *keystore.Store
+	Keys KeyStore
 	// Keyring returns the current keyring; reload asks for a fresh one.
 	Keyring func(ctx context.Context, reload bool) (*vault.Keyring, error)
+}
+
+// KeyStore keeps the secrets' data keys outside the ledger, so that
+// deleting them destroys the plaintext for good (crypto-shredding). The
+// SQL implementation is package keystore.
+type KeyStore interface {
+	// Put stores a data key.
+	Put(ctx context.Context, k vault.DataKey) error
+	// Get returns the data key keyID of the tenant's secret name.
+	Get(ctx context.Context, tenant, name, keyID string) (vault.DataKey, bool, error)
+	// Delete destroys one data key.
+	Delete(ctx context.Context, keyID string) error
+	// DeleteSecret destroys every data key of the tenant's secret name.
+	DeleteSecret(ctx context.Context, tenant, name string) error
+	// DeleteOtherVersions destroys the secret's data keys but keep.
+	DeleteOtherVersions(ctx context.Context, tenant, name, keep string) error
 }
 
 var errNoVault = domain.Errorf(domain.CodeUnavailable, "the vault is not configured on this server")
@@ -84,7 +99,7 @@ func (s *Service) StoreSecret(ctx context.Context, a Actor, name string, value [
 			return domain.SecretStored{}, err
 		}
 		keyID := domain.NewID("dek")
-		if err := s.vault.Keys.Put(ctx, keystore.Key{KeyID: keyID, Tenant: a.Tenant, Name: name, Version: version, Wrapped: wrapped}); err != nil {
+		if err := s.vault.Keys.Put(ctx, vault.DataKey{KeyID: keyID, Tenant: a.Tenant, Name: name, Version: version, Wrapped: wrapped}); err != nil {
 			return domain.SecretStored{}, err
 		}
 		stored := domain.SecretStored{Name: name, Version: version, ScopeRequired: scopeRequired, KeyID: keyID, Sealed: sealed.Bytes()}

@@ -8,9 +8,7 @@ import (
 
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
-	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/vault"
-	"github.com/haldir-dev/haldir/webhooks"
 )
 
 // loadWebhook folds a webhook's stream.
@@ -46,7 +44,7 @@ func (s *Service) sealWebhookSecret(ctx context.Context, tenant, id string, vers
 		return "", nil, err
 	}
 	keyID = domain.NewID("dek")
-	if err := s.vault.Keys.Put(ctx, keystore.Key{KeyID: keyID, Tenant: tenant, Name: ref.Name, Version: version, Wrapped: wrapped}); err != nil {
+	if err := s.vault.Keys.Put(ctx, vault.DataKey{KeyID: keyID, Tenant: tenant, Name: ref.Name, Version: version, Wrapped: wrapped}); err != nil {
 		return "", nil, err
 	}
 	return keyID, sl.Bytes(), nil
@@ -72,7 +70,7 @@ func (s *Service) RegisterWebhook(ctx context.Context, a Actor, rawURL, name str
 		name = domain.DefaultWebhookName
 	}
 	id := a.newID("whk")
-	secret := webhooks.NewSecret()
+	secret := domain.NewWebhookSecret()
 	keyID, sealed, err := s.sealWebhookSecret(ctx, a.Tenant, id, 1, secret)
 	if err != nil {
 		return domain.Webhook{}, "", err
@@ -106,7 +104,7 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, a Actor, id string, g
 	if w.StreamVersion == 0 {
 		return w, "", errNoWebhook
 	}
-	secret := webhooks.NewSecret()
+	secret := domain.NewWebhookSecret()
 	version := w.SecretVersion + 1
 	keyID, sealed, err := s.sealWebhookSecret(ctx, a.Tenant, id, version, secret)
 	if err != nil {

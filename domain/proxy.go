@@ -292,3 +292,47 @@ func decodeJSON(typ string, payload []byte, v any) error {
 	}
 	return nil
 }
+
+// ToolPin is a tool's pin: the definition hash first seen or last
+// approved, whether the tool is quarantined, and the hash that quarantined
+// it.
+type ToolPin struct {
+	Hash        string
+	Quarantined bool
+	NewHash     string
+}
+
+// Callable reports whether a tool whose definition now hashes to hash may
+// be called under this pin.
+func (p ToolPin) Callable(hash string) bool { return !p.Quarantined && p.Hash == hash }
+
+// MaxUpstreamNameLen bounds an upstream's name.
+const MaxUpstreamNameLen = 64
+
+// ValidUpstreamName reports whether name is 1 to MaxUpstreamNameLen
+// characters of a-z, 0-9, '_' and '-'; such names never contain the '.'
+// that separates them from a tool's name.
+func ValidUpstreamName(name string) bool {
+	if name == "" || len(name) > MaxUpstreamNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// SplitTool returns the upstream and tool parts of a namespaced tool name
+// "<upstream>.<tool>": ok is false when there is no '.', the upstream part
+// is not a valid upstream name, or the tool part is empty. The tool part is
+// the upstream's own name, verbatim, and may contain further dots.
+func SplitTool(name string) (upstream, tool string, ok bool) {
+	upstream, tool, found := strings.Cut(name, ".")
+	if !found || !ValidUpstreamName(upstream) || tool == "" {
+		return "", "", false
+	}
+	return upstream, tool, true
+}

@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -122,4 +124,16 @@ func (w *Webhook) Apply(typ string, payload []byte, version int64) error {
 	}
 	w.StreamVersion = version
 	return nil
+}
+
+// WebhookSecretPrefix starts every webhook signing secret (Standard
+// Webhooks): "whsec_" followed by the base64 of the HMAC key.
+const WebhookSecretPrefix = "whsec_"
+
+// NewWebhookSecret returns a new signing secret: WebhookSecretPrefix and
+// the base64 of 32 random bytes.
+func NewWebhookSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand, Go ≥ 1.24)
+	return WebhookSecretPrefix + base64.StdEncoding.EncodeToString(b)
 }

@@ -18,13 +18,7 @@ import (
 )
 
 // Key is one wrapped data key.
-type Key struct {
-	KeyID   string
-	Tenant  string
-	Name    string
-	Version uint64
-	Wrapped vault.WrappedKey
-}
+type Key = vault.DataKey
 
 // Store reads and writes data keys.
 type Store struct {

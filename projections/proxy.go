@@ -89,16 +89,10 @@ func (q *Queries) Upstreams(ctx context.Context, tenant string) ([]domain.Upstre
 	return out, rows.Err()
 }
 
-// Pin is a tool's pinned definition.
-type Pin struct {
-	Hash        string
-	Quarantined bool
-	NewHash     string
-}
 
 // Pin returns the pin of one of the tenant's tools.
-func (q *Queries) Pin(ctx context.Context, tenant, tool string) (Pin, bool, error) {
-	var p Pin
+func (q *Queries) Pin(ctx context.Context, tenant, tool string) (domain.ToolPin, bool, error) {
+	var p domain.ToolPin
 	var status string
 	err := q.row(ctx, "SELECT hash, status, new_hash FROM proxy_pins WHERE tenant_id = ? AND tool = ?", tenant, tool).Scan(&p.Hash, &status, &p.NewHash)
 	if errors.Is(err, sql.ErrNoRows) {

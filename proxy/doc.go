@@ -28,9 +28,9 @@
 //
 // DefinitionHash is the lowercase hex SHA-256 of
 //
-//	CanonicalJSON({"description": <description>, "inputSchema": <schema>})
+//	canonical.JSON({"description": <description>, "inputSchema": <schema>})
 //
-// where CanonicalJSON is RFC 8785 (JCS): members sorted by UTF-16 code
+// where canonical.JSON (package internal/canonical) is RFC 8785 (JCS): members sorted by UTF-16 code
 // units, no whitespace, minimal string escaping, ECMAScript number
 // formatting. Each discovery carries Added, Changed and Removed against the
 // previous one, and Diff compares any discovery against stored pins.

@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/haldir-dev/haldir/internal/canonical"
 )
 
 // ToolDef is one tool as the proxy exposes it: the upstream's definition
@@ -19,7 +21,7 @@ type ToolDef struct {
 	// Description is the upstream's description, verbatim.
 	Description string `json:"description"`
 	// InputSchema is the upstream's input schema in canonical JSON (see
-	// CanonicalJSON); {"type":"object"} when the upstream sent none.
+	// canonical.JSON); {"type":"object"} when the upstream sent none.
 	InputSchema json.RawMessage `json:"input_schema"`
 	// Upstream is the name of the upstream serving the tool.
 	Upstream string `json:"upstream"`
@@ -69,7 +71,7 @@ func definitionHash(description string, canonicalSchema json.RawMessage) (string
 	if err != nil {
 		return "", fmt.Errorf("%w: tool definition: %v", ErrInvalid, err)
 	}
-	canon, err := CanonicalJSON(doc)
+	canon, err := canonicalJSON(doc)
 	if err != nil {
 		return "", err
 	}
@@ -90,7 +92,7 @@ func canonicalSchema(schema any) (json.RawMessage, error) {
 	if string(raw) == "null" {
 		return json.RawMessage(defaultInputSchema), nil
 	}
-	return CanonicalJSON(raw)
+	return canonicalJSON(raw)
 }
 
 // newToolDef converts an upstream tool to a ToolDef under upstream.
@@ -124,7 +126,7 @@ func ResultHash(result *mcp.CallToolResult) (string, error) {
 			return "", fmt.Errorf("%w: result: %v", ErrInvalid, err)
 		}
 	}
-	canon, err := CanonicalJSON(raw)
+	canon, err := canonicalJSON(raw)
 	if err != nil {
 		return "", err
 	}
@@ -173,4 +175,13 @@ func Pins(defs []ToolDef) map[string]string {
 		}
 	}
 	return pins
+}
+
+// canonicalJSON is canonical.JSON with this package's ErrInvalid.
+func canonicalJSON(data []byte) ([]byte, error) {
+	out, err := canonical.JSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return out, nil
 }

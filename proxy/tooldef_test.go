@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/haldir-dev/haldir/internal/canonical"
 )
 
 func TestDefinitionHash(t *testing.T) {
@@ -284,4 +287,16 @@ func TestHeaderTransportOrigin(t *testing.T) {
 	if ua, _ := url.Parse("http://h"); origin(ua) == "https://h:443" {
 		t.Errorf("http and https share an origin")
 	}
+}
+
+// ExampleDefinitionHash shows the exact bytes a tool definition hashes.
+func ExampleDefinitionHash() {
+	doc := `{"inputSchema": {"type": "object"}, "description": "Echoes"}`
+	canon, _ := canonical.JSON([]byte(doc))
+	fmt.Printf("%s (%d bytes)\n", canon, len(canon))
+	hash, _ := definitionHash("Echoes", json.RawMessage(`{"type":"object"}`))
+	fmt.Println(hash)
+	// Output:
+	// {"description":"Echoes","inputSchema":{"type":"object"}} (56 bytes)
+	// a66d90ac27e7682c7f764e2a5900c3afdd17898c79118f6e1b485d71913b28be
 }

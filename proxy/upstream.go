@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/haldir-dev/haldir/domain"
 )
 
 // The transports an Upstream may use.
@@ -17,9 +19,6 @@ const (
 	// stdin and stdout.
 	TransportStdio = "stdio"
 )
-
-// maxNameLen bounds upstream names.
-const maxNameLen = 64
 
 // Upstream describes one MCP server the Pool connects to. Exactly one of
 // URL (for streamable and sse) and Command (for stdio) is set.
@@ -63,14 +62,8 @@ func reservedHeader(ck string) bool {
 // characters, each a lowercase ASCII letter, a digit, '_' or '-'. Otherwise
 // it returns an error wrapping ErrInvalid.
 func ValidateName(name string) error {
-	if name == "" || len(name) > maxNameLen {
-		return fmt.Errorf("%w: upstream name must be 1 to %d characters", ErrInvalid, maxNameLen)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: upstream name %q may hold only [a-z0-9_-]", ErrInvalid, name)
-		}
+	if !domain.ValidUpstreamName(name) {
+		return fmt.Errorf("%w: upstream name must be 1 to %d characters of [a-z0-9_-]", ErrInvalid, domain.MaxUpstreamNameLen)
 	}
 	return nil
 }

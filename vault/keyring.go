@@ -262,3 +262,13 @@ func (k Keyring) String() string {
 func (k Keyring) Format(f fmt.State, verb rune) {
 	io.WriteString(f, k.String())
 }
+
+// DataKey is a secret version's data key as stored outside the ledger,
+// wrapped by a key-encryption key.
+type DataKey struct {
+	KeyID   string
+	Tenant  string
+	Name    string
+	Version uint64
+	Wrapped WrappedKey
+}

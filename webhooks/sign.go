@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -11,11 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/haldir-dev/haldir/domain"
 )
 
 // SecretPrefix starts every signing secret: "whsec_" followed by the
 // standard base64 encoding of the key.
-const SecretPrefix = "whsec_"
+const SecretPrefix = domain.WebhookSecretPrefix
 
 // The Standard Webhooks header names.
 const (
@@ -48,11 +49,7 @@ var (
 
 // NewSecret returns a new signing secret: SecretPrefix and the base64 of
 // 32 random bytes.
-func NewSecret() string {
-	b := make([]byte, secretBytes)
-	rand.Read(b) // never fails (crypto/rand, Go ≥ 1.24)
-	return SecretPrefix + base64.StdEncoding.EncodeToString(b)
-}
+func NewSecret() string { return domain.NewWebhookSecret() }
 
 // secretKey returns the HMAC key in secret. The prefix is optional, as in
 // the specification's own libraries. Errors never contain the secret.

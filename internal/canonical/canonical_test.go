@@ -1,4 +1,4 @@
-package proxy
+package canonical
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestCanonicalJSON(t *testing.T) {
+func TestJSON(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 	}{
@@ -43,7 +43,7 @@ func TestCanonicalJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := CanonicalJSON([]byte(tt.in))
+			got, err := JSON([]byte(tt.in))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,8 +70,8 @@ func TestCanonicalJSONErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got, err := CanonicalJSON([]byte(tt.in)); !errors.Is(err, ErrInvalid) {
-				t.Errorf("CanonicalJSON = %q, %v; want an ErrInvalid error", got, err)
+			if got, err := JSON([]byte(tt.in)); !errors.Is(err, ErrInvalid) {
+				t.Errorf("JSON = %q, %v; want an ErrInvalid error", got, err)
 			}
 		})
 	}
@@ -118,32 +118,32 @@ func TestCanonicalNumbers(t *testing.T) {
 			}
 			// And through the parser, from Go's shortest encoding.
 			in, _ := json.Marshal(math.Float64frombits(tt.bits))
-			got, err := CanonicalJSON(in)
+			got, err := JSON(in)
 			if err != nil || string(got) != tt.want {
-				t.Errorf("CanonicalJSON(%s) = %s, %v; want %s", in, got, err, tt.want)
+				t.Errorf("JSON(%s) = %s, %v; want %s", in, got, err, tt.want)
 			}
 		})
 	}
 }
 
-// FuzzCanonicalJSON checks that canonical output is valid JSON with the
+// FuzzJSON checks that canonical output is valid JSON with the
 // same meaning as the input, and a fixed point.
-func FuzzCanonicalJSON(f *testing.F) {
+func FuzzJSON(f *testing.F) {
 	for _, seed := range []string{`{"b":1,"a":[true,null,"x\u0001"]}`, `1e21`, `"\ud83d\ude00"`, `{"a":{"a":{}}}`, `-0`, `[0.1,1e-7]`} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		out, err := CanonicalJSON(data)
+		out, err := JSON(data)
 		if err != nil {
 			return
 		}
-		again, err := CanonicalJSON(out)
+		again, err := JSON(out)
 		if err != nil || !bytes.Equal(out, again) {
 			t.Fatalf("not a fixed point: %q → %q → %q, %v", data, out, again, err)
 		}
 		var in, got any
 		if err := json.Unmarshal(data, &in); err != nil {
-			t.Fatalf("CanonicalJSON accepted %q, which encoding/json rejects: %v", data, err)
+			t.Fatalf("JSON accepted %q, which encoding/json rejects: %v", data, err)
 		}
 		if err := json.Unmarshal(out, &got); err != nil {
 			t.Fatalf("output %q is not JSON: %v", out, err)
@@ -154,14 +154,11 @@ func FuzzCanonicalJSON(f *testing.F) {
 	})
 }
 
-// ExampleDefinitionHash shows the exact bytes a tool definition hashes.
-func ExampleDefinitionHash() {
+// ExampleJSON shows the canonical bytes of a tool definition.
+func ExampleJSON() {
 	doc := `{"inputSchema": {"type": "object"}, "description": "Echoes"}`
-	canon, _ := CanonicalJSON([]byte(doc))
+	canon, _ := JSON([]byte(doc))
 	fmt.Printf("%s (%d bytes)\n", canon, len(canon))
-	hash, _ := definitionHash("Echoes", json.RawMessage(`{"type":"object"}`))
-	fmt.Println(hash)
 	// Output:
 	// {"description":"Echoes","inputSchema":{"type":"object"}} (56 bytes)
-	// a66d90ac27e7682c7f764e2a5900c3afdd17898c79118f6e1b485d71913b28be
 }

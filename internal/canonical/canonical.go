@@ -1,4 +1,7 @@
-package proxy
+// Package canonical encodes JSON canonically (RFC 8785, JCS), so that equal
+// values hash equally: tool definitions and call results in the MCP proxy
+// and the governed-call pipeline.
+package canonical
 
 import (
 	"bytes"
@@ -13,10 +16,13 @@ import (
 	"unicode/utf8"
 )
 
-// maxCanonicalDepth bounds the nesting of values CanonicalJSON accepts.
+// ErrInvalid means the input is not one valid JSON value JSON can encode.
+var ErrInvalid = errors.New("canonical: invalid JSON")
+
+// maxCanonicalDepth bounds the nesting of values JSON accepts.
 const maxCanonicalDepth = 512
 
-// CanonicalJSON returns the RFC 8785 JSON Canonicalization Scheme (JCS)
+// JSON returns the RFC 8785 JSON Canonicalization Scheme (JCS)
 // encoding of the single JSON value in data:
 //
 //   - no whitespace between tokens;
@@ -32,16 +38,16 @@ const maxCanonicalDepth = 512
 // a duplicate object member name, a number outside the double range, or
 // nests deeper than 512 levels. Integers beyond 2^53 keep only double
 // precision, as RFC 8785 prescribes.
-func CanonicalJSON(data []byte) ([]byte, error) {
+func JSON(data []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var out bytes.Buffer
 	out.Grow(len(data))
 	if err := canonValue(dec, &out, 0); err != nil {
-		return nil, fmt.Errorf("%w: canonical JSON: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: canonical JSON: data after the top-level value", ErrInvalid)
+		return nil, fmt.Errorf("%w: data after the top-level value", ErrInvalid)
 	}
 	return out.Bytes(), nil
 }
