@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -24,49 +23,29 @@ import (
 )
 
 // openLocal opens the store named by --data-dir or DATABASE_URL for an
-// operator command. It never creates an embedded store that does not exist.
+// operator command (app.OpenExisting), with the command line's exit codes.
 func (e *env) openLocal(ctx context.Context) (*sqldb.DB, error) {
-	cfg := e.config()
-	if cfg.DatabaseURL != "" {
-		db, err := sqldb.OpenPostgres(ctx, cfg.DatabaseURL, 4)
-		if err != nil {
-			return nil, fail(ExitUnreachable, "cannot connect to Postgres: %v", err)
-		}
-		return db, nil
-	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, sqldb.DatabaseFile)); err != nil {
-		return nil, fail(ExitUsage, "no Haldir store in %s (run 'haldir serve' or 'haldir migrate up' first, or pass --data-dir)", cfg.DataDir)
-	}
-	db, err := sqldb.OpenSQLite(cfg.DataDir)
-	if err != nil {
-		return nil, fail(ExitCheckFailed, "cannot open the store in %s: %v", cfg.DataDir, err)
-	}
-	return db, nil
+	db, err := app.OpenExisting(ctx, e.config())
+	return db, operatorError(err)
 }
 
 // openLedger opens the local store and its ledger; the schema must exist.
 func (e *env) openLedger(ctx context.Context) (*sqldb.DB, *sqlstore.Store, error) {
-	db, err := e.openLocal(ctx)
-	if err != nil {
-		return nil, nil, err
+	db, store, err := app.OpenLedger(ctx, e.config())
+	return db, store, operatorError(err)
+}
+
+// operatorError gives an operator opener's error its exit code.
+func operatorError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, app.ErrUnreachable):
+		return fail(ExitUnreachable, "cannot connect to Postgres: %v", err)
+	case errors.Is(err, app.ErrNoStore):
+		return fail(ExitUsage, "%v", err)
 	}
-	status, err := migrations.Status(ctx, db)
-	if err != nil {
-		db.Close()
-		return nil, nil, fail(ExitCheckFailed, "cannot read the schema: %v", err)
-	}
-	for _, m := range status {
-		if m.Pending() {
-			db.Close()
-			return nil, nil, fail(ExitCheckFailed, "migration %s is pending: run 'haldir migrate up' first", m.Name)
-		}
-	}
-	s, err := sqlstore.Open(ctx, db)
-	if err != nil {
-		db.Close()
-		return nil, nil, fail(ExitCheckFailed, "cannot open the ledger: %v", err)
-	}
-	return db, s, nil
+	return fail(ExitCheckFailed, "%v", err)
 }
 
 func newMigrate(e *env) *cobra.Command {
@@ -81,16 +60,9 @@ func newMigrate(e *env) *cobra.Command {
 		Example: "  DATABASE_URL=postgres://… haldir migrate up",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := e.config()
-			var db *sqldb.DB
-			var err error
-			if cfg.DatabaseURL != "" {
-				db, err = e.openLocal(cmd.Context())
-			} else {
-				db, err = sqldb.OpenSQLite(cfg.DataDir)
-			}
+			db, err := app.OpenForMigration(cmd.Context(), e.config())
 			if err != nil {
-				return err
+				return operatorError(err)
 			}
 			defer db.Close()
 			applied, err := migrations.Up(cmd.Context(), db, func(m migrations.Migration) {
@@ -359,20 +331,7 @@ func newTenants(e *env) *cobra.Command {
 		Example: "  haldir tenants create acme --data-dir ./haldir-data",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			cfg := e.config()
-			db, err := app.OpenDB(ctx, cfg)
-			if err != nil {
-				return fail(ExitCheckFailed, "cannot open the store: %v", err)
-			}
-			defer db.Close()
-			store, err := sqlstore.Open(ctx, db)
-			if err != nil {
-				return fail(ExitCheckFailed, "%v", err)
-			}
-			defer store.Close()
-			svc := commands.New(store, nil, nil, commands.Options{})
-			t, err := svc.CreateTenant(ctx, commands.Actor{KeyPrefix: "cli", Route: "haldir tenants create"}, args[0])
+			t, err := app.CreateTenant(cmd.Context(), e.config(), commands.Actor{KeyPrefix: "cli", Route: "haldir tenants create"}, args[0])
 			if err != nil {
 				return fail(ExitCheckFailed, "%v", err)
 			}
