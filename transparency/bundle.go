@@ -209,174 +209,254 @@ func VerifyBundle(r io.Reader, trustedKey string, oldCheckpoint []byte) (Report,
 	if _, err := note.NewVerifier(trustedKey); err != nil {
 		return Report{}, fmt.Errorf("transparency: trusted verifier key is malformed: %w", err)
 	}
+	br := newBundleReader(r)
+	h, err := br.header()
+	if err != nil {
+		return Report{}, err
+	}
+	c, cpLine, err := br.chain(h.Tenant)
+	if err != nil {
+		return Report{}, err
+	}
+	cp, err := br.checkpoint(cpLine, trustedKey, c)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{Tenant: h.Tenant, Events: c.n, Head: c.head, Checkpoint: cp, ExportedAt: h.ExportedAt}
+	if oldCheckpoint != nil {
+		if rep.Old, err = verifyOld(oldCheckpoint, trustedKey, cp, c); err != nil {
+			return Report{}, err
+		}
+	}
+	return rep, nil
+}
+
+// bundleReader reads a bundle line by line, counting lines for errors.
+type bundleReader struct {
+	sc *bufio.Scanner
+	// line is the 1-based number of the line last read, or tried: next
+	// counts a line before reading it.
+	line int64
+}
+
+// errUnterminated is the scanner's error for a last line without its
+// newline.
+var errUnterminated = errors.New("the last line does not end in a newline: the file is truncated")
+
+func newBundleReader(r io.Reader) *bundleReader {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), MaxBundleLine+1)
-	unterminated := errors.New("the last line does not end in a newline: the file is truncated")
 	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
 			return i + 1, data[:i], nil
 		}
 		if atEOF && len(data) > 0 {
-			return 0, nil, unterminated
+			return 0, nil, errUnterminated
 		}
 		return 0, nil, nil
 	})
-	var line int64
-	next := func() ([]byte, error) {
-		line++
-		if sc.Scan() {
-			return sc.Bytes(), nil
-		}
-		switch err := sc.Err(); {
-		case err == nil:
-			return nil, io.EOF
-		case errors.Is(err, bufio.ErrTooLong):
-			return nil, &BundleError{Line: line, Err: fmt.Errorf("line is longer than %d bytes", MaxBundleLine)}
-		case err == unterminated:
-			return nil, &BundleError{Line: line, Err: err}
-		default:
-			return nil, fmt.Errorf("transparency: reading bundle line %d: %w", line, err)
-		}
-	}
+	return &bundleReader{sc: sc}
+}
 
-	// Header.
-	b, err := next()
+// next returns the next line, newline excluded, valid until the next call;
+// io.EOF after the last.
+func (br *bundleReader) next() ([]byte, error) {
+	br.line++
+	if br.sc.Scan() {
+		return br.sc.Bytes(), nil
+	}
+	switch err := br.sc.Err(); {
+	case err == nil:
+		return nil, io.EOF
+	case errors.Is(err, bufio.ErrTooLong):
+		return nil, &BundleError{Line: br.line, Err: fmt.Errorf("line is longer than %d bytes", MaxBundleLine)}
+	case err == errUnterminated:
+		return nil, &BundleError{Line: br.line, Err: err}
+	default:
+		return nil, fmt.Errorf("transparency: reading bundle line %d: %w", br.line, err)
+	}
+}
+
+// header reads and checks the header line.
+func (br *bundleReader) header() (headerLine, error) {
+	b, err := br.next()
 	if err == io.EOF {
-		return Report{}, errors.New("transparency: bundle is empty")
+		return headerLine{}, errors.New("transparency: bundle is empty")
 	}
 	if err != nil {
-		return Report{}, err
+		return headerLine{}, err
 	}
+	fail := func(err error) (headerLine, error) { return headerLine{}, &BundleError{Line: br.line, Err: err} }
 	var h headerLine
 	if err := decodeLine(b, &h); err != nil {
-		return Report{}, &BundleError{Line: line, Err: fmt.Errorf("header: %w", err)}
+		return fail(fmt.Errorf("header: %w", err))
 	}
 	switch {
 	case h.Kind != "header":
-		return Report{}, &BundleError{Line: line, Err: fmt.Errorf("first line is of kind %q, want a header", h.Kind)}
+		return fail(fmt.Errorf("first line is of kind %q, want a header", h.Kind))
 	case h.Format != BundleFormat:
-		return Report{}, &BundleError{Line: line, Err: fmt.Errorf("unsupported bundle format %q, want %q", h.Format, BundleFormat)}
+		return fail(fmt.Errorf("unsupported bundle format %q, want %q", h.Format, BundleFormat))
 	}
 	if err := checkTenant(h.Tenant); err != nil {
-		return Report{}, &BundleError{Line: line, Err: err}
+		return fail(err)
 	}
 	if err := canonical(b, h); err != nil {
-		return Report{}, &BundleError{Line: line, Err: fmt.Errorf("header: %w", err)}
+		return fail(fmt.Errorf("header: %w", err))
 	}
-	rep := Report{Tenant: h.Tenant, ExportedAt: h.ExportedAt}
+	return h, nil
+}
 
-	// Events.
-	v := events.NewVerifier(false)
-	var tree memTree
-	var lastPos int64
+// bundleChain is the chain of a bundle's events read so far.
+type bundleChain struct {
+	tenant  string
+	v       *events.Verifier
+	tree    memTree
+	lastPos int64
+	// n is the number of events, head the chain hash of the last.
+	n    int64
+	head events.Hash
+}
+
+// chain reads the event lines of tenant's bundle, checking each event's
+// chain hash and link and adding it to the Merkle tree, up to the
+// checkpoint line, which it returns (valid until the next read).
+func (br *bundleReader) chain(tenant string) (*bundleChain, []byte, error) {
+	c := &bundleChain{tenant: tenant, v: events.NewVerifier(false)}
 	for {
-		b, err = next()
+		b, err := br.next()
 		if err == io.EOF {
-			return Report{}, &BundleError{Line: line - 1, Err: errors.New("the bundle ends without its checkpoint line: the file is truncated")}
+			return nil, nil, &BundleError{Line: br.line - 1, Err: errors.New("the bundle ends without its checkpoint line: the file is truncated")}
 		}
 		if err != nil {
-			return Report{}, err
+			return nil, nil, err
 		}
 		if bytes.HasPrefix(b, []byte(checkpointPrefix)) {
-			break
+			return c, b, nil
 		}
-		seq := line - 1
-		fail := func(format string, args ...any) error {
-			return &BundleError{Line: line, Seq: seq, Err: fmt.Errorf(format, args...)}
+		e, err := parseEvent(b)
+		if err == nil {
+			err = c.add(&e)
 		}
-		if !bytes.HasPrefix(b, []byte(eventPrefix)) {
-			return Report{}, fail("line is neither an event nor the checkpoint line (it does not start with %s)", eventPrefix)
-		}
-		el, err := parseEventLine(b)
 		if err != nil {
-			return Report{}, fail("%v", err)
+			return nil, nil, &BundleError{Line: br.line, Seq: br.line - 1, Err: fmt.Errorf("%v", err)}
 		}
-		payload, ok := decodeBase64(el.Payload)
-		if !ok {
-			return Report{}, fail("payload is not canonical standard base64")
-		}
-		meta, ok := decodeBase64(el.Metadata)
-		if !ok {
-			return Report{}, fail("metadata is not canonical standard base64")
-		}
-		if el.Tenant != h.Tenant {
-			return Report{}, fail("event is of tenant %q, the bundle of %q", el.Tenant, h.Tenant)
-		}
-		if el.Position <= lastPos {
-			return Report{}, fail("position %d does not increase on the previous event's %d", el.Position, lastPos)
-		}
-		lastPos = el.Position
-		e := events.Event{
-			ID: el.ID, Tenant: el.Tenant, Stream: el.Stream, Version: el.Version, Type: el.Type, Payload: payload, Metadata: meta,
-			RecordedAt: time.Unix(0, el.RecordedAt), Seq: el.Seq, Position: el.Position, PrevHash: events.Hash(el.PrevHash), Hash: events.Hash(el.Hash),
-		}
-		if err := v.Check(&e); err != nil {
-			var ve *events.VerifyError
-			if errors.As(err, &ve) {
-				return Report{}, fail("%s", ve.Reason)
-			}
-			return Report{}, fail("%v", err)
-		}
-		if _, err := tree.append(e.Hash); err != nil {
-			return Report{}, fail("%v", err)
-		}
-		rep.Events++
-		rep.Head = e.Hash
 	}
+}
 
-	// Checkpoint line.
+// parseEvent parses an event line.
+func parseEvent(b []byte) (events.Event, error) {
+	if !bytes.HasPrefix(b, []byte(eventPrefix)) {
+		return events.Event{}, fmt.Errorf("line is neither an event nor the checkpoint line (it does not start with %s)", eventPrefix)
+	}
+	el, err := parseEventLine(b)
+	if err != nil {
+		return events.Event{}, err
+	}
+	payload, ok := decodeBase64(el.Payload)
+	if !ok {
+		return events.Event{}, errors.New("payload is not canonical standard base64")
+	}
+	meta, ok := decodeBase64(el.Metadata)
+	if !ok {
+		return events.Event{}, errors.New("metadata is not canonical standard base64")
+	}
+	return events.Event{
+		ID: el.ID, Tenant: el.Tenant, Stream: el.Stream, Version: el.Version, Type: el.Type, Payload: payload, Metadata: meta,
+		RecordedAt: time.Unix(0, el.RecordedAt), Seq: el.Seq, Position: el.Position, PrevHash: events.Hash(el.PrevHash), Hash: events.Hash(el.Hash),
+	}, nil
+}
+
+// add checks that e is of the bundle's tenant, at a higher position than
+// the previous event, and the next link of the chain, and appends it to the
+// tree.
+func (c *bundleChain) add(e *events.Event) error {
+	if e.Tenant != c.tenant {
+		return fmt.Errorf("event is of tenant %q, the bundle of %q", e.Tenant, c.tenant)
+	}
+	if e.Position <= c.lastPos {
+		return fmt.Errorf("position %d does not increase on the previous event's %d", e.Position, c.lastPos)
+	}
+	c.lastPos = e.Position
+	if err := c.v.Check(e); err != nil {
+		var ve *events.VerifyError
+		if errors.As(err, &ve) {
+			return errors.New(ve.Reason)
+		}
+		return err
+	}
+	if _, err := c.tree.append(e.Hash); err != nil {
+		return err
+	}
+	c.n++
+	c.head = e.Hash
+	return nil
+}
+
+// checkpoint checks the checkpoint line b, which must be the bundle's last,
+// and its signed checkpoint, against trustedKey and the events c.
+func (br *bundleReader) checkpoint(b []byte, trustedKey string, c *bundleChain) (Checkpoint, error) {
 	var cl checkpointLine
 	if err := decodeLine(b, &cl); err != nil {
-		return Report{}, &BundleError{Line: line, Err: fmt.Errorf("checkpoint line: %w", err)}
+		return Checkpoint{}, &BundleError{Line: br.line, Err: fmt.Errorf("checkpoint line: %w", err)}
 	}
 	if err := canonical(b, cl); err != nil {
-		return Report{}, &BundleError{Line: line, Err: fmt.Errorf("checkpoint line: %w", err)}
+		return Checkpoint{}, &BundleError{Line: br.line, Err: fmt.Errorf("checkpoint line: %w", err)}
 	}
-	cpLine := line
-	cpErr := func(err error) error { return &BundleError{Line: cpLine, Err: err} }
-	if cl.Events != rep.Events {
-		return Report{}, cpErr(fmt.Errorf("the checkpoint line counts %d events, the bundle has %d: event lines were removed or added", cl.Events, rep.Events))
+	cpLine := br.line
+	fail := func(err error) (Checkpoint, error) { return Checkpoint{}, &BundleError{Line: cpLine, Err: err} }
+	if cl.Events != c.n {
+		return fail(fmt.Errorf("the checkpoint line counts %d events, the bundle has %d: event lines were removed or added", cl.Events, c.n))
 	}
 	if cl.VerifierKey != trustedKey {
-		return Report{}, cpErr(fmt.Errorf("the bundle was exported with verifier key %q, not the trusted key %q", cl.VerifierKey, trustedKey))
+		return fail(fmt.Errorf("the bundle was exported with verifier key %q, not the trusted key %q", cl.VerifierKey, trustedKey))
 	}
 	cp, err := OpenCheckpoint([]byte(cl.Checkpoint), trustedKey)
 	if err != nil {
-		return Report{}, cpErr(err)
+		return fail(err)
 	}
-	if _, err := next(); err != io.EOF {
+	if _, err := br.next(); err != io.EOF {
 		if err != nil {
-			return Report{}, err
+			return Checkpoint{}, err
 		}
-		return Report{}, &BundleError{Line: line, Err: errors.New("data after the checkpoint line")}
+		return Checkpoint{}, &BundleError{Line: br.line, Err: errors.New("data after the checkpoint line")}
 	}
-	if cp.Tenant != h.Tenant {
-		return Report{}, cpErr(fmt.Errorf("the checkpoint is for tenant %q, the bundle for %q", cp.Tenant, h.Tenant))
+	if err := c.signedBy(cp); err != nil {
+		return fail(err)
 	}
-	if cp.Size > rep.Events {
-		return Report{}, cpErr(fmt.Errorf("%w: the checkpoint signs %d events, the bundle has only %d", ErrTruncated, cp.Size, rep.Events))
+	return cp, nil
+}
+
+// signedBy checks that cp is a checkpoint of c's tenant whose root is that
+// of c's first cp.Size events.
+func (c *bundleChain) signedBy(cp Checkpoint) error {
+	if cp.Tenant != c.tenant {
+		return fmt.Errorf("the checkpoint is for tenant %q, the bundle for %q", cp.Tenant, c.tenant)
 	}
-	root, err := tlog.TreeHash(cp.Size, tree.hashes)
+	if cp.Size > c.n {
+		return fmt.Errorf("%w: the checkpoint signs %d events, the bundle has only %d", ErrTruncated, cp.Size, c.n)
+	}
+	root, err := tlog.TreeHash(cp.Size, c.tree.hashes)
 	if err != nil {
-		return Report{}, cpErr(err)
+		return err
 	}
 	if root != cp.Root {
-		return Report{}, cpErr(fmt.Errorf("%w: the Merkle root of the bundle's first %d events is %s, the signed checkpoint's is %s: the events are not the signed history",
-			ErrFork, cp.Size, Hash(root), Hash(cp.Root)))
+		return fmt.Errorf("%w: the Merkle root of the bundle's first %d events is %s, the signed checkpoint's is %s: the events are not the signed history",
+			ErrFork, cp.Size, Hash(root), Hash(cp.Root))
 	}
-	rep.Checkpoint = cp
+	return nil
+}
 
-	if oldCheckpoint != nil {
-		old, err := OpenCheckpoint(oldCheckpoint, trustedKey)
-		if err != nil {
-			return Report{}, fmt.Errorf("transparency: old checkpoint: %w", trimPrefix(err))
-		}
-		if err := checkOld(old, cp, rep.Events, tree.hashes); err != nil {
-			return Report{}, err
-		}
-		rep.Old = &old
+// verifyOld opens an auditor's older checkpoint with trustedKey and checks
+// it against the bundle's checkpoint cp and events c.
+func verifyOld(oldCheckpoint []byte, trustedKey string, cp Checkpoint, c *bundleChain) (*Checkpoint, error) {
+	old, err := OpenCheckpoint(oldCheckpoint, trustedKey)
+	if err != nil {
+		return nil, fmt.Errorf("transparency: old checkpoint: %w", trimPrefix(err))
 	}
-	return rep, nil
+	if err := checkOld(old, cp, c.n, c.tree.hashes); err != nil {
+		return nil, err
+	}
+	return &old, nil
 }
 
 // checkOld checks an auditor's older checkpoint against the bundle's n
