@@ -64,9 +64,11 @@ func (Keys) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, "UPDATE {api_keys} SET revoked_at = ? WHERE prefix = ? AND tenant_id = ? AND revoked_at IS NULL",
-			e.RecordedAt.UnixNano(), p.Prefix, e.Tenant)
-		return err
+		if _, err = tx.Exec(ctx, "UPDATE {api_keys} SET revoked_at = ? WHERE prefix = ? AND tenant_id = ? AND revoked_at IS NULL",
+			e.RecordedAt.UnixNano(), p.Prefix, e.Tenant); err != nil {
+			return err
+		}
+		return tx.Invalidate(ctx, "key:"+p.Prefix)
 	}
 	return nil
 }
@@ -115,116 +117,6 @@ func addSpend(ctx context.Context, tx *Tx, tenant, session string, m domain.Mone
 	}
 	_, err := tx.Exec(ctx, "UPDATE {sessions} SET spent = spent + ? WHERE tenant_id = ? AND session_id = ?", int64(m), tenant, session)
 	return err
-}
-
-// AuditEntry is how one ledger event appears in the audit trail.
-type AuditEntry struct {
-	SessionID, AgentID, Tool, Action string
-	Cost                             domain.Money
-	Flagged                          bool
-	FlagReason                       string
-	Details                          json.RawMessage
-}
-
-// Describe maps a ledger event to its audit-trail view: agent-reported
-// actions keep their tool and action; Haldir's own decisions appear as tool
-// "haldir" (or "payments") with the event type as the action.
-func Describe(e *events.Event) AuditEntry {
-	m := e.Meta()
-	a := AuditEntry{SessionID: m.SessionID, AgentID: m.AgentID, Tool: "haldir", Action: e.Type, Details: e.Payload}
-	switch e.Type {
-	case domain.TypeAuditLogged:
-		if p, err := decode[domain.AuditLogged](e); err == nil {
-			a.SessionID, a.AgentID, a.Tool, a.Action, a.Cost = p.SessionID, p.AgentID, p.Tool, p.Action, p.CostUSD
-			a.Flagged, a.FlagReason = p.Flagged, p.FlagReason
-			a.Details = p.Details
-		}
-	case domain.TypePaymentAuthorized:
-		if p, err := decode[domain.PaymentAuthorized](e); err == nil {
-			a.SessionID, a.AgentID, a.Tool, a.Action, a.Cost = p.SessionID, p.AgentID, "payments", "authorize", p.Amount
-		}
-	case domain.TypeSecretStored:
-		// The audit trail names the secret and its version, never the
-		// ciphertext (and never, anywhere, the value).
-		if p, err := decode[domain.SecretStored](e); err == nil {
-			a.Tool, a.Action = "vault", "store"
-			a.Details, _ = json.Marshal(map[string]any{"name": p.Name, "version": p.Version, "scope_required": p.ScopeRequired})
-		}
-	case domain.TypeSecretAccessDenied:
-		if p, err := decode[domain.SecretAccessDenied](e); err == nil {
-			a.Tool, a.Action = "vault", "read_denied"
-			a.Flagged, a.FlagReason = true, string(p.Code)+": "+p.Reason
-		}
-	case domain.TypeSecretAccessed:
-		a.Tool, a.Action = "vault", "read"
-	case domain.TypeSecretDeleted:
-		a.Tool, a.Action = "vault", "delete"
-	case domain.TypeApprovalRequested:
-		if p, err := decode[domain.ApprovalRequested](e); err == nil {
-			a.SessionID, a.AgentID, a.Tool, a.Action, a.Cost = p.SessionID, p.AgentID, "approvals", "requested", 0
-		}
-	case domain.TypeApprovalApproved, domain.TypeApprovalDenied, domain.TypeApprovalExpired, domain.TypeApprovalConsumed, domain.TypeApprovalRuleAdded:
-		a.Tool, a.Action = "approvals", strings.TrimPrefix(e.Type, "approval.")
-	case domain.TypeWebhookRegistered:
-		// Never the sealed signing secret.
-		if p, err := decode[domain.WebhookRegistered](e); err == nil {
-			a.Tool, a.Action = "webhooks", "registered"
-			a.Details, _ = json.Marshal(map[string]any{"webhook_id": p.WebhookID, "url": p.URL, "name": p.Name, "events": p.Events})
-		}
-	case domain.TypeWebhookSecretRotated:
-		if p, err := decode[domain.WebhookSecretRotated](e); err == nil {
-			a.Tool, a.Action = "webhooks", "secret_rotated"
-			a.Details, _ = json.Marshal(map[string]any{"webhook_id": p.WebhookID, "version": p.Version, "previous_expires_at": p.PreviousExpiresAt})
-		}
-	case domain.TypeWebhookDisabled:
-		a.Tool, a.Action = "webhooks", "disabled"
-	case domain.TypeUpstreamRegistered:
-		if p, err := decode[domain.UpstreamRegistered](e); err == nil {
-			a.Tool, a.Action = "proxy", "upstream_registered"
-			a.Details, _ = json.Marshal(map[string]any{"name": p.Name, "transport": p.Transport, "url": p.URL, "command": p.Command})
-		}
-	case domain.TypeToolPinned, domain.TypeToolApproved, domain.TypePolicyAdded:
-		a.Tool, a.Action = "proxy", strings.TrimPrefix(e.Type, "proxy.")
-	case domain.TypeToolQuarantined:
-		if p, err := decode[domain.ToolQuarantined](e); err == nil {
-			a.Tool, a.Action = p.Tool, "quarantined"
-			a.Flagged, a.FlagReason = true, "the tool's definition changed since it was pinned; it is quarantined until an admin approves it"
-		}
-	case domain.TypeToolCallAllowed:
-		if p, err := decode[domain.ToolCallAllowed](e); err == nil {
-			a.SessionID, a.AgentID, a.Tool, a.Action = p.SessionID, p.AgentID, p.Tool, "call_allowed"
-			a.Details = json.RawMessage(e.Payload) // hashes and secret names, never values
-		}
-	case domain.TypeToolCallCompleted:
-		if p, err := decode[domain.ToolCallCompleted](e); err == nil {
-			a.Tool, a.Action = p.Tool, "call_completed"
-			a.Details = json.RawMessage(e.Payload)
-		}
-	case domain.TypeToolCallDenied:
-		if p, err := decode[domain.ToolCallDenied](e); err == nil {
-			a.SessionID, a.AgentID, a.Tool, a.Action = p.SessionID, p.AgentID, p.Tool, "call_denied"
-			a.Flagged, a.FlagReason = true, string(p.Code)+": "+p.Reason
-			a.Details = json.RawMessage(e.Payload)
-		}
-	case domain.TypePaymentReleased:
-		if p, err := decode[domain.PaymentReleased](e); err == nil {
-			a.SessionID, a.Tool, a.Action, a.Cost = p.SessionID, "payments", "release", -p.Amount
-		}
-	case domain.TypeVerificationFailed:
-		if p, err := decode[domain.VerificationFailed](e); err == nil {
-			a.Tool, a.Action = "haldir", "verification_failed"
-			a.Flagged, a.FlagReason = true, fmt.Sprintf("the hash chain failed to verify at seq %d: %s", p.FirstBadSeq, p.Reason)
-		}
-	case domain.TypePaymentDenied:
-		if p, err := decode[domain.PaymentDenied](e); err == nil {
-			a.SessionID, a.AgentID, a.Tool, a.Action = p.SessionID, p.AgentID, "payments", "deny"
-			a.Flagged, a.FlagReason = true, string(p.Code)+": "+p.Reason
-		}
-	}
-	if len(a.Details) == 0 {
-		a.Details = json.RawMessage("{}")
-	}
-	return a
 }
 
 // AuditTrail projects every event of every tenant into a queryable trail.
