@@ -89,7 +89,6 @@ func (q *Queries) Upstreams(ctx context.Context, tenant string) ([]domain.Upstre
 	return out, rows.Err()
 }
 
-
 // Pin returns the pin of one of the tenant's tools.
 func (q *Queries) Pin(ctx context.Context, tenant, tool string) (domain.ToolPin, bool, error) {
 	var p domain.ToolPin
