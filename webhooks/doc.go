@@ -19,6 +19,9 @@
 // Deliveries are durable: a Queue keeps them in the database
 // (webhook_deliveries, webhook_attempts), and a Worker, which runs on every
 // replica without a leader, claims due deliveries with a lease (FOR UPDATE
-// SKIP LOCKED on Postgres), sends them, and records each attempt, retrying
-// with exponential backoff and full jitter.
+// SKIP LOCKED on Postgres), renews the lease while it sends them, and
+// records each attempt, retrying with exponential backoff and full jitter.
+// The deliveries of a replica that dies are taken over by the others when
+// their leases run out (DefaultLease after the last renewal); a receiver
+// may then get a message twice, and deduplicates by its webhook-id.
 package webhooks

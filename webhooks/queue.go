@@ -14,9 +14,13 @@ import (
 	"github.com/haldir-dev/haldir/sqldb"
 )
 
-// DefaultLease is how long a claimed delivery stays invisible to other
-// workers when NewQueue is given no lease.
-const DefaultLease = 2 * time.Minute
+// DefaultLease is how long a claim hides a delivery from other workers,
+// unless renewed, when NewQueue is given no lease. A Worker renews the
+// lease of every delivery in flight (every third of the lease by default),
+// so an attempt may last longer than the lease; what the lease bounds is
+// how long the deliveries of a replica that died stay hidden before the
+// survivors take them over.
+const DefaultLease = 10 * time.Second
 
 // MaxBody is the largest message body Enqueue accepts.
 const MaxBody = 1 << 20
@@ -27,9 +31,9 @@ const maxErrorText = 200
 var (
 	// ErrNotFound means the tenant has no such delivery.
 	ErrNotFound = errors.New("webhooks: delivery not found")
-	// ErrLeaseLost means the delivery was recorded or changed by someone
-	// else since it was claimed (its lease ran out and another worker
-	// took it, or it was disabled); the attempt is not recorded.
+	// ErrLeaseLost means the delivery is no longer held by the claim it
+	// was claimed with: its lease ran out and another worker claimed it
+	// (and may have recorded it), or it was disabled. Nothing is changed.
 	ErrLeaseLost = errors.New("webhooks: delivery lease lost")
 )
 
@@ -66,6 +70,14 @@ type Job struct {
 	// Attempts counts the attempts recorded before this one.
 	Attempts  int
 	CreatedAt time.Time
+	// LeaseUntil is when the claim's lease ends unless renewed (zero in a
+	// State). It is also the claim's fencing token: Renew, Record and
+	// disable change the delivery only while its lease end is still this
+	// value. Every claim and renewal moves a delivery's lease end strictly
+	// forward (a claim takes only a lease that ended, and ends its own a
+	// lease later), so a claim that was taken over never matches again,
+	// whatever the clocks of the replicas say.
+	LeaseUntil time.Time
 }
 
 // State is a delivery as stored.
@@ -110,8 +122,8 @@ type Queue struct {
 }
 
 // NewQueue returns the queue in db. A claimed delivery is hidden from
-// other claims for lease (DefaultLease when ≤ 0), which must exceed the
-// time an attempt can take.
+// other claims for lease (DefaultLease when ≤ 0) after its claim or its
+// last Renew.
 func NewQueue(db *sqldb.DB, lease time.Duration) *Queue {
 	if lease <= 0 {
 		lease = DefaultLease
@@ -188,10 +200,13 @@ func (q *Queue) EnqueueExec(ctx context.Context, exec ExecFunc, m Message) (id s
 }
 
 // Claim takes up to limit pending deliveries due at now (oldest due
-// first) and hides them from other claims until now plus the lease. Two
-// concurrent claims, in this process or another, never return the same
-// delivery while its lease lasts: on Postgres the candidates are locked
-// FOR UPDATE SKIP LOCKED, on SQLite the single writer serialises claims.
+// first) and hides them from other claims until now plus the lease
+// (Job.LeaseUntil), which Renew extends. Two concurrent claims, in this
+// process or another, never return the same delivery while its lease
+// lasts: on Postgres the candidates are locked FOR UPDATE SKIP LOCKED, on
+// SQLite the single writer serialises claims. A delivery whose lease ran
+// out is due again: that is how the deliveries of a dead worker are taken
+// over, within a lease of its last renewal.
 func (q *Queue) Claim(ctx context.Context, now time.Time, limit int) ([]Job, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -210,8 +225,8 @@ func (q *Queue) Claim(ctx context.Context, now time.Time, limit int) ([]Job, err
 UPDATE webhook_deliveries SET next_attempt_at = ?, updated_at = ?
 WHERE (tenant_id, delivery_id) IN (SELECT tenant_id, delivery_id FROM due)
 RETURNING tenant_id, delivery_id, webhook_id, event_id, event_type, body, attempts, created_at`)
-	n := now.UnixNano()
-	rows, err := q.db.Write.QueryContext(ctx, query, n, limit, now.Add(q.lease).UnixNano(), n)
+	n, until := now.UnixNano(), now.Add(q.lease).UnixNano()
+	rows, err := q.db.Write.QueryContext(ctx, query, n, limit, until, n)
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: claim: %w", err)
 	}
@@ -224,6 +239,7 @@ RETURNING tenant_id, delivery_id, webhook_id, event_id, event_type, body, attemp
 			return nil, fmt.Errorf("webhooks: claim: %w", err)
 		}
 		j.CreatedAt = time.Unix(0, created)
+		j.LeaseUntil = time.Unix(0, until)
 		jobs = append(jobs, j)
 	}
 	if err := rows.Err(); err != nil {
@@ -232,12 +248,40 @@ RETURNING tenant_id, delivery_id, webhook_id, event_id, event_type, body, attemp
 	return jobs, nil
 }
 
+// Renew extends the lease of j, a delivery claimed by Claim, to now plus
+// the lease (or, should the clock have gone back, just past its current
+// end) and sets j.LeaseUntil to the new end. A lease that ran out may be
+// renewed as long as no other claim took the delivery. It returns
+// ErrLeaseLost, changing nothing, when j's claim no longer holds the
+// delivery: another claim took it over, or it was recorded or disabled.
+func (q *Queue) Renew(ctx context.Context, j *Job, now time.Time) error {
+	until := now.Add(q.lease).UnixNano()
+	held := j.LeaseUntil.UnixNano()
+	if until <= held {
+		until = held + 1
+	}
+	res, err := q.db.Write.ExecContext(ctx, q.db.Rebind(`UPDATE webhook_deliveries SET next_attempt_at = ?
+WHERE tenant_id = ? AND delivery_id = ? AND attempts = ? AND status = 'pending' AND next_attempt_at = ?`),
+		until, j.TenantID, j.DeliveryID, j.Attempts, held)
+	if err != nil {
+		return fmt.Errorf("webhooks: renew lease: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("webhooks: renew lease: %w", err)
+	} else if n != 1 {
+		return ErrLeaseLost
+	}
+	j.LeaseUntil = time.Unix(0, until)
+	return nil
+}
+
 // Record stores the attempt j produced r, in one transaction: an attempt
 // row (number j.Attempts+1) and the delivery's new state — delivered on a
 // 2xx, disabled on 410 Gone, otherwise pending until next or, when next is
 // the zero time, failed. Response bodies are not stored. It returns
-// ErrLeaseLost, recording nothing, when the delivery is no longer the
-// pending one j was claimed from.
+// ErrLeaseLost, recording nothing, when j's claim (j.LeaseUntil, as
+// renewed) no longer holds the delivery: a worker whose lease was taken
+// over never records its outcome over the new owner's.
 func (q *Queue) Record(ctx context.Context, j Job, r Result, next time.Time) error {
 	status := StatusPending
 	switch {
@@ -260,8 +304,9 @@ func (q *Queue) Record(ctx context.Context, j Job, r Result, next time.Time) err
 	return q.inTx(ctx, "record", func(tx *sql.Tx) error {
 		res, err := q.db.ExecTx(ctx, tx, q.db.Rebind(`UPDATE webhook_deliveries
 SET status = ?, attempts = attempts + 1, next_attempt_at = ?, last_status_code = ?, last_error = ?, updated_at = ?
-WHERE tenant_id = ? AND delivery_id = ? AND attempts = ? AND status = 'pending'`),
-			string(status), next.UnixNano(), r.StatusCode, errText, now.UnixNano(), j.TenantID, j.DeliveryID, j.Attempts)
+WHERE tenant_id = ? AND delivery_id = ? AND attempts = ? AND status = 'pending' AND next_attempt_at = ?`),
+			string(status), next.UnixNano(), r.StatusCode, errText, now.UnixNano(), j.TenantID, j.DeliveryID, j.Attempts,
+			j.LeaseUntil.UnixNano())
 		if err != nil {
 			return err
 		}
@@ -283,8 +328,8 @@ func (q *Queue) disable(ctx context.Context, j Job, reason string) error {
 	now := time.Now().UnixNano()
 	res, err := q.db.Write.ExecContext(ctx, q.db.Rebind(`UPDATE webhook_deliveries
 SET status = 'disabled', last_error = ?, updated_at = ?
-WHERE tenant_id = ? AND delivery_id = ? AND attempts = ? AND status = 'pending'`),
-		truncate(reason, maxErrorText), now, j.TenantID, j.DeliveryID, j.Attempts)
+WHERE tenant_id = ? AND delivery_id = ? AND attempts = ? AND status = 'pending' AND next_attempt_at = ?`),
+		truncate(reason, maxErrorText), now, j.TenantID, j.DeliveryID, j.Attempts, j.LeaseUntil.UnixNano())
 	if err != nil {
 		return fmt.Errorf("webhooks: disable: %w", err)
 	}

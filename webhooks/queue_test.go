@@ -276,7 +276,7 @@ func TestRecord(t *testing.T) {
 					}
 					want := webhooks.State{Job: jobs[0], Status: tc.wantStatus, NextAttemptAt: tc.wantNext,
 						LastStatusCode: tc.result.StatusCode, LastError: tc.result.Error, UpdatedAt: t0.Add(25 * time.Millisecond)}
-					want.Attempts = 1
+					want.Attempts, want.LeaseUntil = 1, time.Time{}
 					if diff := cmp.Diff(want, got); diff != "" {
 						t.Errorf("state (-want +got):\n%s", diff)
 					}
@@ -309,35 +309,123 @@ func TestRecord(t *testing.T) {
 }
 
 // TestRecordLeaseLost: a worker whose lease ran out, and whose delivery
-// another worker took and recorded, cannot record its attempt too.
+// another worker took, cannot record its attempt, whether it finishes
+// after the new owner recorded or before.
 func TestRecordLeaseLost(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		for _, order := range []string{"new owner records first", "stale worker records first"} {
+			t.Run(b.Name+"/"+order, func(t *testing.T) {
+				ctx := context.Background()
+				db, _ := openDB(t, b)
+				q := webhooks.NewQueue(db, time.Minute)
+				t0 := time.Now()
+				id, _, err := q.Enqueue(ctx, message("ten_a", "wh_1", "evt_1", t0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				slow, err := q.Claim(ctx, t0, 1)
+				if err != nil || len(slow) != 1 {
+					t.Fatalf("Claim = %v, %v", slow, err)
+				}
+				fast, err := q.Claim(ctx, t0.Add(time.Minute), 1)
+				if err != nil || len(fast) != 1 {
+					t.Fatalf("Claim after the lease = %v, %v", fast, err)
+				}
+				recordFast := func() {
+					t.Helper()
+					if err := q.Record(ctx, fast[0], webhooks.Result{Start: t0, StatusCode: 500, Error: "HTTP 500"}, t0.Add(time.Hour)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if order == "new owner records first" {
+					recordFast()
+				}
+				if err := q.Record(ctx, slow[0], webhooks.Result{Start: t0, StatusCode: 200}, time.Time{}); !errors.Is(err, webhooks.ErrLeaseLost) {
+					t.Errorf("stale Record = %v, want ErrLeaseLost", err)
+				}
+				if order == "stale worker records first" {
+					recordFast()
+				}
+				st, err := q.Get(ctx, "ten_a", id)
+				if err != nil || st.Status != webhooks.StatusPending || st.Attempts != 1 || st.LastStatusCode != 500 {
+					t.Errorf("Get = %+v, %v; want pending after the one recorded attempt", st, err)
+				}
+			})
+		}
+	}
+}
+
+// TestRenew: a renewal moves the lease's end forward, so the delivery is
+// not claimed at the old end; once the lease ran out and another claim
+// took the delivery, the first claim can neither renew, nor record, nor
+// disable it.
+func TestRenew(t *testing.T) {
 	for _, b := range sqltest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
 			db, _ := openDB(t, b)
-			q := webhooks.NewQueue(db, time.Minute)
-			t0 := time.Now()
+			lease := 10 * time.Second
+			q := webhooks.NewQueue(db, lease)
+			t0 := time.Unix(1_700_000_000, 0)
 			id, _, err := q.Enqueue(ctx, message("ten_a", "wh_1", "evt_1", t0))
 			if err != nil {
 				t.Fatal(err)
 			}
-			slow, err := q.Claim(ctx, t0, 1)
-			if err != nil || len(slow) != 1 {
-				t.Fatalf("Claim = %v, %v", slow, err)
+			jobs, err := q.Claim(ctx, t0, 1)
+			if err != nil || len(jobs) != 1 {
+				t.Fatalf("Claim = %v, %v", jobs, err)
 			}
-			fast, err := q.Claim(ctx, t0.Add(time.Minute), 1)
-			if err != nil || len(fast) != 1 {
-				t.Fatalf("Claim after the lease = %v, %v", fast, err)
+			mine := jobs[0]
+			if !mine.LeaseUntil.Equal(t0.Add(lease)) {
+				t.Fatalf("LeaseUntil = %v, want %v", mine.LeaseUntil, t0.Add(lease))
 			}
-			if err := q.Record(ctx, fast[0], webhooks.Result{Start: t0, StatusCode: 500, Error: "HTTP 500"}, t0.Add(time.Hour)); err != nil {
-				t.Fatal(err)
+			for _, at := range []time.Duration{3 * time.Second, 6 * time.Second, 9 * time.Second} {
+				if err := q.Renew(ctx, &mine, t0.Add(at)); err != nil {
+					t.Fatalf("Renew at +%v: %v", at, err)
+				}
+				if !mine.LeaseUntil.Equal(t0.Add(at + lease)) {
+					t.Errorf("Renew at +%v: LeaseUntil = %v, want %v", at, mine.LeaseUntil, t0.Add(at+lease))
+				}
+				if st, _ := q.Get(ctx, "ten_a", id); !st.NextAttemptAt.Equal(mine.LeaseUntil) {
+					t.Errorf("stored lease end %v, want %v", st.NextAttemptAt, mine.LeaseUntil)
+				}
 			}
-			if err := q.Record(ctx, slow[0], webhooks.Result{Start: t0, StatusCode: 200}, time.Time{}); !errors.Is(err, webhooks.ErrLeaseLost) {
-				t.Errorf("stale Record = %v, want ErrLeaseLost", err)
+			// A clock gone back still moves the lease's end forward.
+			before := mine.LeaseUntil
+			if err := q.Renew(ctx, &mine, t0); err != nil || !mine.LeaseUntil.After(before) {
+				t.Errorf("Renew with an earlier clock = %v, LeaseUntil %v; want after %v", err, mine.LeaseUntil, before)
 			}
-			st, err := q.Get(ctx, "ten_a", id)
-			if err != nil || st.Status != webhooks.StatusPending || st.Attempts != 1 || st.LastStatusCode != 500 {
-				t.Errorf("Get = %+v, %v; want pending after the one recorded attempt", st, err)
+			if got, err := q.Claim(ctx, t0.Add(lease+time.Second), 1); err != nil || len(got) != 0 {
+				t.Fatalf("Claim at the first lease's end = %v, %v; want nothing, the lease was renewed", got, err)
+			}
+			// The renewals stop, as a dead worker's do; another claim takes the
+			// delivery when the lease runs out.
+			takeover := mine.LeaseUntil
+			got, err := q.Claim(ctx, takeover, 1)
+			if err != nil || len(got) != 1 {
+				t.Fatalf("Claim at the renewed lease's end = %v, %v", got, err)
+			}
+			theirs := got[0]
+			if err := q.Renew(ctx, &mine, takeover); !errors.Is(err, webhooks.ErrLeaseLost) {
+				t.Errorf("Renew of the lost lease = %v, want ErrLeaseLost", err)
+			}
+			if err := q.Record(ctx, mine, webhooks.Result{Start: takeover, StatusCode: 200}, time.Time{}); !errors.Is(err, webhooks.ErrLeaseLost) {
+				t.Errorf("Record with the lost lease = %v, want ErrLeaseLost", err)
+			}
+			if err := webhooks.Disable(ctx, q, mine, "test"); !errors.Is(err, webhooks.ErrLeaseLost) {
+				t.Errorf("disable with the lost lease = %v, want ErrLeaseLost", err)
+			}
+			if err := q.Renew(ctx, &theirs, takeover.Add(time.Second)); err != nil {
+				t.Errorf("the new owner's Renew = %v", err)
+			}
+			if err := q.Record(ctx, theirs, webhooks.Result{Start: takeover, StatusCode: 204}, time.Time{}); err != nil {
+				t.Errorf("the new owner's Record = %v", err)
+			}
+			if st, err := q.Get(ctx, "ten_a", id); err != nil || st.Status != webhooks.StatusDelivered || st.Attempts != 1 || st.LastStatusCode != 204 {
+				t.Errorf("Get = %+v, %v; want delivered by the new owner's one attempt", st, err)
+			}
+			if err := q.Renew(ctx, &theirs, takeover.Add(2*time.Second)); !errors.Is(err, webhooks.ErrLeaseLost) {
+				t.Errorf("Renew after the recording = %v, want ErrLeaseLost", err)
 			}
 		})
 	}

@@ -500,8 +500,7 @@ func TestWorkerConfig(t *testing.T) {
 	}{
 		{"no queue", webhooks.Worker{Endpoints: eps}},
 		{"no endpoints", webhooks.Worker{Queue: webhooks.NewQueue(db, 0)}},
-		{"timeout not under the lease", webhooks.Worker{Queue: webhooks.NewQueue(db, time.Second), Endpoints: eps, Timeout: time.Second}},
-		{"default timeout not under the lease", webhooks.Worker{Queue: webhooks.NewQueue(db, 5*time.Second), Endpoints: eps}},
+		{"renewal not under the lease", webhooks.Worker{Queue: webhooks.NewQueue(db, time.Second), Endpoints: eps, Renew: time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.w.Run(context.Background()); err == nil || !strings.HasPrefix(err.Error(), "webhooks: ") {
