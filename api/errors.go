@@ -53,6 +53,12 @@ func errorBody(log *slog.Logger, reqID string, err error) (int, map[string]any) 
 		// (commands re-decide a bounded number of times): nothing was
 		// appended, and the client may simply retry.
 		de = domain.Errorf(domain.CodeUnavailable, "too many concurrent changes to the same record; retry the request")
+	case errors.Is(err, events.ErrUnavailable):
+		// The store could not write (disk full, read-only, I/O error):
+		// nothing was acknowledged, and the same request may be retried.
+		// The cause is for the operator's log, never for the client.
+		log.Error("the store cannot write", "request_id", reqID, "err", err)
+		de = domain.Errorf(domain.CodeUnavailable, "the ledger cannot record changes right now; retry shortly")
 	case errors.As(err, &mbe):
 		de = domain.Errorf(domain.CodeTooLarge, "request body is larger than %d bytes", mbe.Limit)
 	default:

@@ -2,8 +2,11 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
+
+	"github.com/haldir-dev/haldir/events"
 )
 
 func (s *Server) healthz(c *call) (int, any, error) {
@@ -15,7 +18,11 @@ func (s *Server) readyz(c *call) (int, any, error) {
 	defer cancel()
 	if err := s.deps.Ready(ctx); err != nil {
 		s.log.Warn("not ready", "err", err)
-		return http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": "the store does not answer"}, nil
+		reason := "the store does not answer"
+		if errors.Is(err, events.ErrUnavailable) {
+			reason = "the store cannot write"
+		}
+		return http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": reason}, nil
 	}
 	return http.StatusOK, map[string]any{"ready": true}, nil
 }

@@ -190,7 +190,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Store:       a.Store,
 		Idempotency: idem,
 		Limiter:     limiter,
-		Ready:       a.Store.Ping,
+		Ready:       a.Store.Ready,
 		Projected:   func() int64 { return a.Projector.Position(projections.CoreGroup.Name) },
 		Log:         a.Checkpoints,
 		Deliveries:  a.Deliveries,

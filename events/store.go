@@ -23,6 +23,9 @@ type Store interface {
 	// Once the events are handed to the writer, Append waits for the outcome
 	// even if ctx is cancelled, so that a caller never mistakes a committed
 	// event for a failed one.
+	//
+	// When the store cannot write (disk full, read-only, I/O error), Append
+	// fails with an error matching ErrUnavailable.
 	Append(ctx context.Context, batch ...Proposed) ([]Event, error)
 
 	// AppendAsync hands the events to the writer and returns at once with a
@@ -87,6 +90,11 @@ var (
 	ErrDuplicateID = errors.New("events: event id already recorded with different content")
 	ErrClosed      = errors.New("events: store closed")
 	ErrInvalid     = errors.New("events: invalid event")
+	// ErrUnavailable wraps the cause when the store cannot write for want
+	// of storage (a full disk, a read-only database, an I/O error). The
+	// append was not acknowledged; retrying it with the same event ids once
+	// the store can write is safe (see Append on recorded ids).
+	ErrUnavailable = errors.New("events: store cannot write")
 )
 
 // ConflictError reports an optimistic-concurrency conflict. It matches

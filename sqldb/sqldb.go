@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Dialect names a SQL database family.
@@ -206,6 +207,31 @@ func IsUniqueViolation(err error) bool {
 	if errors.As(err, &se) {
 		code := se.Code()
 		return code == 2067 || code == 1555 // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// IsStorageFailure reports whether err says the database could not write
+// for want of storage or resources rather than because of what was
+// written: a full disk, a read-only database, an I/O error. Retrying the
+// same write may succeed once the condition is lifted. It matches SQLite's
+// primary result codes SQLITE_FULL, SQLITE_IOERR (every extended
+// SQLITE_IOERR_* code), SQLITE_READONLY and SQLITE_CANTOPEN, and the
+// Postgres SQLSTATE classes 53 (insufficient resources: 53100 disk_full,
+// 53200 out_of_memory, 53300 too_many_connections…) and 58 (system error:
+// 58030 io_error…) and 25006 read_only_sql_transaction (a standby, or
+// default_transaction_read_only), never the message text.
+func IsStorageFailure(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return strings.HasPrefix(pg.Code, "53") || strings.HasPrefix(pg.Code, "58") || pg.Code == "25006"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff { // the primary code of an extended one
+		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN:
+			return true
+		}
 	}
 	return false
 }

@@ -51,6 +51,11 @@ type Store struct {
 
 	head atomic.Int64 // last committed position known to this process
 
+	// health is the outcome of the last write attempt, for Ready; probeMu
+	// lets one probe run at a time.
+	health  writeHealth
+	probeMu sync.Mutex
+
 	// ring holds the events this process committed most recently, in
 	// position order, so that a tailing reader in the same process need
 	// not read back what was just written. Positions in it may jump where
@@ -210,7 +215,9 @@ func (s *Store) writer() {
 	}
 }
 
-// commit writes calls in one transaction and answers each of them.
+// commit writes calls in one transaction and answers each of them. A
+// transaction the store could not write for want of storage fails every
+// call with events.ErrUnavailable and makes the store unready (Ready).
 //
 // The first attempt does not look up event ids: a retried id is rare, and
 // the UNIQUE constraint on event_id catches it. Only then is the batch
@@ -221,6 +228,8 @@ func (s *Store) commit(calls []*appendCall) {
 		s.lastPos = -1
 		results, last, err = s.write(calls, true)
 	}
+	err = unavailable(err)
+	s.health.record(err)
 	if err != nil {
 		s.lastPos = -1 // caches may describe rows that were rolled back
 		for _, c := range calls {

@@ -1,0 +1,7 @@
+-- The store's write probe (sqlstore.Store.Ready): when the ledger has been
+-- idle, readiness commits a row here and deletes the older ones, to learn
+-- whether the store can still write. Nothing reads it.
+CREATE TABLE store_probe (
+    probed_at bigint NOT NULL,
+    pad       bytea  NOT NULL
+);
