@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,11 +16,17 @@ import (
 
 // object is a decoded JSON request body. Its accessors validate one field
 // each and remember the first problem, so a handler reads every field and
-// then checks Err once. Unknown fields are ignored: clients of the
-// reference API may send extras.
+// then checks Err once. Unknown fields are accepted (clients of the
+// reference API may send extras) but not silently: every accessor records
+// the name it looked up, so the names a route's handler reads are its
+// known fields, and any other top-level name is unknown (see unknown) and
+// named in the response's warnings. Handlers therefore read fields through
+// the accessors, never from fields alone.
 type object struct {
 	fields map[string]json.RawMessage
-	err    *domain.Error
+	// read holds the names looked up so far.
+	read map[string]bool
+	err  *domain.Error
 }
 
 // parseObject decodes body as a JSON object. An empty body is an empty
@@ -61,6 +68,10 @@ func (o *object) fail(field, format string, args ...any) {
 // lookup returns a field's raw value; null counts as absent, except that a
 // required field that is null is reported as null.
 func (o *object) lookup(name string, required bool) (json.RawMessage, bool) {
+	if o.read == nil {
+		o.read = make(map[string]bool, len(o.fields))
+	}
+	o.read[name] = true
 	raw, ok := o.fields[name]
 	if ok && string(raw) == "null" {
 		if required {
@@ -72,6 +83,19 @@ func (o *object) lookup(name string, required bool) (json.RawMessage, bool) {
 		o.fail(name, "%s is required", name)
 	}
 	return raw, ok
+}
+
+// unknown returns the top-level names of the body that no accessor looked
+// up, sorted.
+func (o *object) unknown() []string {
+	var out []string
+	for name := range o.fields {
+		if !o.read[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // printable reports whether s has no control characters.

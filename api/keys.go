@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/haldir-dev/haldir/commands"
+	"github.com/haldir-dev/haldir/domain"
 )
 
 func (s *Server) createTenant(c *call) (int, any, error) {
@@ -18,12 +19,24 @@ func (s *Server) createTenant(c *call) (int, any, error) {
 	return http.StatusCreated, map[string]any{"tenant_id": t.TenantID, "name": t.Name, "key": t.Key.Key, "prefix": t.Key.Prefix}, nil
 }
 
+// createKey serves POST /v1/keys. The scopes field defaults to ["*"] only
+// when it is omitted (or null, which the API treats as omitted for every
+// optional field, and which the CLI and SDKs send for "not given"). An
+// explicit empty list, "scopes": [], is refused with 400 invalid_request
+// naming scopes, on the bootstrap route too: a client that asks for a key
+// with no scopes must not receive one with every scope.
 func (s *Server) createKey(c *call) (int, any, error) {
 	name := c.obj.str("name", false, commands.MaxKeyNameLen)
-	scopes, _ := c.obj.strList("scopes", 32, 64)
+	scopes, given := c.obj.strList("scopes", 32, 64)
 	rate, _ := c.obj.integer("rate_limit", 0, 1_000_000)
 	if err := c.obj.Err(); err != nil {
 		return 0, nil, err
+	}
+	switch {
+	case !given:
+		scopes = append([]string(nil), domain.DefaultKeyScopes...)
+	case len(scopes) == 0:
+		return 0, nil, domain.Invalid("scopes", "scopes must name at least one key scope; omit the field for the default [\"*\"]")
 	}
 	if c.key == nil {
 		// No key was presented: only a fresh install may mint one.

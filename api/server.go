@@ -476,6 +476,8 @@ func (s *Server) render(c *call, status int, body any, err error) (int, []byte) 
 			}
 		}
 		body = eb
+	} else {
+		body = s.withWarnings(c, status, body)
 	}
 	b, merr := json.Marshal(body)
 	if merr != nil {

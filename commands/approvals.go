@@ -37,6 +37,55 @@ func (s *Service) loadRequest(ctx context.Context, tenant, binding, id string) (
 	return a, nil
 }
 
+// Approvals and the sessions they belong to.
+//
+// A request covers one call on one session, so it lives no longer than
+// that session. This is kept on the ledger, with every decision still an
+// event appended with the version of the approval stream it was made on:
+//
+//   - a request on a revoked or expired session is refused (403
+//     session_invalid) and never appended;
+//   - reading, deciding and expiring a request load its session's record
+//     (withSession), and domain.Approval.StatusAt then reports a pending
+//     request or an unused approval of an invalid session as expired, so
+//     a decision on one is a 409, whether or not an event says so yet.
+//     That covers expiry by TTL, which has no event, and any revocation a
+//     step below has not closed;
+//   - revoking a session appends approval.expired to each of its open
+//     requests (expireSessionApprovals), each expecting the version its
+//     status was read at, so of a racing decision and the expiry exactly
+//     one lands; the expiry sweeper records the expiry of requests whose
+//     session ran out of time (ExpireApproval).
+//
+// Nothing here is held in one process's memory: every replica derives the
+// same status from the same records.
+
+// withSession sets a's session from the session read model, so that its
+// status accounts for the session's validity.
+func (s *Service) withSession(ctx context.Context, tenant string, a *domain.Approval) error {
+	if s.reads == nil || a.Version == 0 {
+		return nil
+	}
+	ses, found, err := s.reads.Session(ctx, tenant, a.Request.SessionID)
+	if err != nil {
+		return err
+	}
+	if found {
+		a.Session = &ses
+	}
+	return nil
+}
+
+// sessionInvalid refuses a request for a call on a session that cannot
+// make it.
+func sessionInvalid(ses domain.Session) error {
+	reason := "the session has expired"
+	if !ses.RevokedAt.IsZero() {
+		reason = "the session has been revoked"
+	}
+	return domain.Errorf(domain.CodeSessionInvalid, "%s: a call on it can never run, so there is nothing to approve", reason).WithField("session_id")
+}
+
 // AddApprovalRule records a rule that makes matching calls wait for a
 // person.
 func (s *Service) AddApprovalRule(ctx context.Context, a Actor, r domain.ApprovalRule) (domain.ApprovalRule, error) {
@@ -97,6 +146,9 @@ func (s *Service) RequestApproval(ctx context.Context, a Actor, req ApprovalRequ
 	if !found {
 		return domain.Approval{}, domain.Errorf(domain.CodeNotFound, "no such session in this tenant").WithField("session_id")
 	}
+	if !ses.Valid(s.now()) {
+		return domain.Approval{}, sessionInvalid(ses)
+	}
 	req.Call.AgentID = ses.AgentID
 	binding := req.Call.Binding(a.Tenant)
 	open := a.opening(binding)
@@ -105,6 +157,7 @@ func (s *Service) RequestApproval(ctx context.Context, a Actor, req ApprovalRequ
 		if err != nil {
 			return cur, err
 		}
+		cur.Session = &ses
 		if cur.Version > 0 && cur.StatusAt(s.now()) == domain.ApprovalPending {
 			return cur, nil
 		}
@@ -117,11 +170,14 @@ func (s *Service) RequestApproval(ctx context.Context, a Actor, req ApprovalRequ
 		} else if err != nil {
 			return cur, err
 		}
-		return s.loadApproval(ctx, a.Tenant, binding)
+		next, err := s.loadApproval(ctx, a.Tenant, binding)
+		next.Session = &ses
+		return next, err
 	}
 }
 
-// Approval returns the request requestID of the tenant.
+// Approval returns the request requestID of the tenant, its status
+// accounting for its session's validity.
 func (s *Service) Approval(ctx context.Context, tenant, requestID string) (domain.Approval, error) {
 	binding, found, err := s.reads.ApprovalBinding(ctx, tenant, requestID)
 	if err != nil {
@@ -130,7 +186,11 @@ func (s *Service) Approval(ctx context.Context, tenant, requestID string) (domai
 	if !found {
 		return domain.Approval{}, domain.Errorf(domain.CodeNotFound, "no approval request %q in this tenant", truncateID(requestID))
 	}
-	return s.loadRequest(ctx, tenant, binding, requestID)
+	ap, err := s.loadRequest(ctx, tenant, binding, requestID)
+	if err != nil {
+		return ap, err
+	}
+	return ap, s.withSession(ctx, tenant, &ap)
 }
 
 func truncateID(s string) string {
@@ -142,8 +202,8 @@ func truncateID(s string) string {
 
 // DecideApproval approves or denies a pending request. The decision is
 // appended expecting the version it was made on, so of two racing
-// approvers exactly one wins; the other, and any decision after expiry,
-// gets a conflict.
+// approvers exactly one wins; the other, and any decision after expiry
+// (its own, or its session's), gets a conflict.
 func (s *Service) DecideApproval(ctx context.Context, a Actor, requestID string, approve bool, decidedBy, note string) (domain.Approval, error) {
 	binding, found, err := s.reads.ApprovalBinding(ctx, a.Tenant, requestID)
 	if err != nil {
@@ -156,6 +216,9 @@ func (s *Service) DecideApproval(ctx context.Context, a Actor, requestID string,
 	if err != nil {
 		return cur, err
 	}
+	if err := s.withSession(ctx, a.Tenant, &cur); err != nil {
+		return cur, err
+	}
 	now := s.now()
 	switch {
 	case cur.Request.RequestID != requestID:
@@ -163,6 +226,9 @@ func (s *Service) DecideApproval(ctx context.Context, a Actor, requestID string,
 	case cur.StatusAt(now) == domain.ApprovalExpired:
 		if cur.Status == domain.ApprovalPending {
 			s.expire(ctx, a, binding, cur)
+		}
+		if cur.Open() && cur.Session != nil && !cur.Session.Valid(now) {
+			return cur, domain.Errorf(domain.CodeConflict, "this request expired with its session, which is revoked or expired; the call it covers can never run")
 		}
 		return cur, domain.Errorf(domain.CodeConflict, "this request expired at %s without a decision; the agent must ask again", cur.Request.ExpiresAt.Format(time.RFC3339))
 	case cur.Status != domain.ApprovalPending:
@@ -185,25 +251,75 @@ func (s *Service) DecideApproval(ctx context.Context, a Actor, requestID string,
 	return s.loadApproval(ctx, a.Tenant, binding)
 }
 
+// expiry is the event that closes cur, expecting the version it was read
+// at.
+func (a Actor) expiry(id, binding string, cur domain.Approval) events.Proposed {
+	return events.Proposed{ID: id, Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: cur.Version,
+		Type: domain.TypeApprovalExpired, Payload: encode(domain.ApprovalClosed{RequestID: cur.Request.RequestID}),
+		Meta: a.meta(cur.Request.SessionID, cur.Request.AgentID)}
+}
+
 // expire records that a pending request ran out of time.
 func (s *Service) expire(ctx context.Context, a Actor, binding string, cur domain.Approval) error {
-	_, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.ApprovalStream(binding)), Tenant: a.Tenant, Stream: domain.ApprovalStream(binding), ExpectedVersion: cur.Version,
-		Type: domain.TypeApprovalExpired, Payload: encode(domain.ApprovalClosed{RequestID: cur.Request.RequestID}),
-		Meta: a.meta(cur.Request.SessionID, cur.Request.AgentID)})
+	_, err := s.append(ctx, a.expiry(a.eventID(domain.ApprovalStream(binding)), binding, cur))
 	if errors.Is(err, events.ErrConflict) {
 		return nil // decided or expired concurrently
 	}
 	return err
 }
 
-// ExpireApproval records the expiry of a pending request past its TTL; the
-// background sweeper calls it for every replica, conflicts are harmless.
+// ExpireApproval records the expiry of a pending request past its TTL or
+// its session's; the background sweeper calls it for every replica,
+// conflicts are harmless.
 func (s *Service) ExpireApproval(ctx context.Context, tenant, binding string) error {
 	cur, err := s.loadApproval(ctx, tenant, binding)
-	if err != nil || cur.Status != domain.ApprovalPending || cur.StatusAt(s.now()) != domain.ApprovalExpired {
+	if err != nil || cur.Status != domain.ApprovalPending {
+		return err
+	}
+	if err := s.withSession(ctx, tenant, &cur); err != nil || cur.StatusAt(s.now()) != domain.ApprovalExpired {
 		return err
 	}
 	return s.expire(ctx, Actor{Tenant: tenant, KeyPrefix: "system", Route: "approval expiry"}, binding, cur)
+}
+
+// expireSessionApprovals closes the open requests of session sessionID,
+// which has just been revoked: each pending request, or approval not yet
+// used, gets approval.expired, appended with the version its status was
+// read at. A request decided or used in the meantime is re-read and, if
+// still open, closed; one the read model does not list yet is expired by
+// its status all the same (see the notes above).
+func (s *Service) expireSessionApprovals(ctx context.Context, a Actor, sessionID string) error {
+	if s.reads == nil {
+		return nil
+	}
+	bindings, err := s.reads.OpenApprovals(ctx, a.Tenant, sessionID)
+	if err != nil {
+		return err
+	}
+	var last []events.Event
+	for _, binding := range bindings {
+		id := a.eventID(domain.ApprovalStream(binding)) // one step per request
+		for attempt := 0; ; attempt++ {
+			cur, err := s.loadApproval(ctx, a.Tenant, binding)
+			if err != nil {
+				return err
+			}
+			if cur.Request.SessionID != sessionID || !cur.Open() {
+				break
+			}
+			recs, err := s.appendDurable(ctx, a.expiry(id, binding, cur))
+			if errors.Is(err, events.ErrConflict) && retryPause(ctx, attempt) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			last = recs
+			break
+		}
+	}
+	s.settle(ctx, last)
+	return nil
 }
 
 // ApprovalRequiredError refuses a call that needs a person's approval; it

@@ -152,6 +152,8 @@ func (s *Service) createTenant(ctx context.Context, a Actor, name string, bootst
 
 // CreateKey mints a key in the actor's tenant. creator is the scopes of the
 // key making the request: a key can never mint a key broader than itself.
+// scopes must name at least one scope; a caller wanting the default passes
+// domain.DefaultKeyScopes.
 func (s *Service) CreateKey(ctx context.Context, a Actor, creator domain.KeyScopes, name string, scopes []string, rateLimit int) (NewKey, error) {
 	if err := validName("name", name, MaxKeyNameLen); err != nil {
 		return NewKey{}, err

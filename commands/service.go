@@ -51,6 +51,9 @@ type Reads interface {
 	Session(ctx context.Context, tenant, id string) (domain.Session, bool, error)
 	ApprovalRules(ctx context.Context, tenant string) ([]domain.ApprovalRule, error)
 	ApprovalBinding(ctx context.Context, tenant, requestID string) (string, bool, error)
+	// OpenApprovals returns the bindings of a session's requests that are
+	// pending or approved and unused.
+	OpenApprovals(ctx context.Context, tenant, sessionID string) ([]string, error)
 	Webhook(ctx context.Context, tenant, id string) (domain.Webhook, bool, error)
 }
 

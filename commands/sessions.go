@@ -172,8 +172,9 @@ func (s *Service) CreateSession(ctx context.Context, a Actor, req domain.NewSess
 	return decodeRecorded[domain.SessionCreated](recs[0])
 }
 
-// RevokeSession revokes a session. Revoking a revoked session succeeds
-// without a new event.
+// RevokeSession revokes a session and closes its open approval requests
+// (see expireSessionApprovals). Revoking a revoked session succeeds without
+// a new revocation event, and closes any request still open.
 func (s *Service) RevokeSession(ctx context.Context, a Actor, id string) error {
 	if !domain.ValidID("ses", id) {
 		return errNotFound
@@ -188,6 +189,11 @@ func (s *Service) RevokeSession(ctx context.Context, a Actor, id string) error {
 		return err
 	}
 	s.settle(ctx, recs)
+	if err := s.expireSessionApprovals(ctx, a, id); err != nil {
+		// The revocation is durable and the requests already read as
+		// expired; the sweeper records what this could not.
+		s.log.Warn("closing a revoked session's approval requests failed", "session_id", id, "err", err)
+	}
 	return nil
 }
 

@@ -188,7 +188,12 @@ type Approval struct {
 	DecidedBy string
 	Note      string
 	UseBy     time.Time
-	Version   int64
+	// Session is the request's session, when known. It is not folded from
+	// the approval stream: whoever loads the approval to read or decide it
+	// sets it from the session's own record. Nil means not known, and then
+	// only the request's own times apply.
+	Session *Session
+	Version int64
 }
 
 // Apply folds one event of an approval stream into a.
@@ -220,13 +225,24 @@ func (a *Approval) Apply(typ string, payload []byte, at time.Time, version int64
 
 // StatusAt returns the status at now: a pending request past its expiry,
 // or an approval past its use-by time, is expired even before the event
-// that records it. Silence is never consent.
+// that records it. Silence is never consent. A request lives no longer
+// than its session: once the session is revoked or has expired
+// (Session.Valid), a pending request or an unused approval is expired
+// too, since the call it covers can never run.
 func (a *Approval) StatusAt(now time.Time) string {
 	switch {
 	case a.Status == ApprovalPending && !now.Before(a.Request.ExpiresAt):
 		return ApprovalExpired
 	case a.Status == ApprovalApproved && !now.Before(a.UseBy):
 		return ApprovalExpired
+	case a.Open() && a.Session != nil && !a.Session.Valid(now):
+		return ApprovalExpired
 	}
 	return a.Status
+}
+
+// Open reports whether the recorded status still allows a decision or a
+// use: pending, or approved and not yet used.
+func (a *Approval) Open() bool {
+	return a.Status == ApprovalPending || a.Status == ApprovalApproved
 }

@@ -45,11 +45,17 @@ func (n Need) String() string { return string(n.Resource) + ":" + string(n.Acces
 // "<resource>:<read|write|*>".
 type KeyScopes []string
 
+// DefaultKeyScopes are granted to a key created without a scopes field, the
+// reference product's default.
+var DefaultKeyScopes = KeyScopes{"*"}
+
 // ParseKeyScopes validates, de-duplicates and sorts key scopes. An empty
-// list means ["*"], the reference product's default.
+// list is refused: a caller that names no scope must not be handed every
+// scope, so the default (DefaultKeyScopes) is the caller's to apply, and
+// only when no list was given at all.
 func ParseKeyScopes(list []string) (KeyScopes, error) {
 	if len(list) == 0 {
-		return KeyScopes{"*"}, nil
+		return nil, Invalid("scopes", "scopes must name at least one key scope; omit the field for the default [\"*\"]")
 	}
 	out := make(KeyScopes, 0, len(list))
 	for _, s := range list {

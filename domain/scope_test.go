@@ -60,8 +60,10 @@ func TestKeyScopes(t *testing.T) {
 			t.Errorf("ParseKeyScopes(%q) accepted an invalid scope", bad)
 		}
 	}
-	if k, _ := ParseKeyScopes(nil); len(k) != 1 || k[0] != "*" {
-		t.Errorf("ParseKeyScopes(nil) = %v, want [*]", k)
+	for _, empty := range [][]string{nil, {}} {
+		if k, err := ParseKeyScopes(empty); err == nil {
+			t.Errorf("ParseKeyScopes(%#v) = %v, want an error: no scope must not mean every scope", empty, k)
+		}
 	}
 }
 

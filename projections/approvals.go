@@ -102,6 +102,33 @@ func (q *Queries) ApprovalBinding(ctx context.Context, tenant, requestID string)
 	return b, err == nil, err
 }
 
+// sessionEnded is an SQL condition, on an approvals row aliased a, that
+// holds when the request's session is revoked or expired at the time bound
+// to its one parameter: a request lives no longer than its session.
+const sessionEnded = `EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = a.tenant_id AND s.session_id = a.session_id
+AND (s.revoked_at IS NOT NULL OR s.expires_at <= ?))`
+
+// OpenApprovals returns the bindings of the session's requests that are
+// pending, or approved and not yet used, for closing them when the session
+// is revoked.
+func (q *Queries) OpenApprovals(ctx context.Context, tenant, sessionID string) ([]string, error) {
+	rows, err := q.db.QueryRead(ctx, "SELECT DISTINCT binding FROM approvals WHERE tenant_id = ? AND session_id = ? AND status IN (?, ?) ORDER BY binding",
+		tenant, sessionID, domain.ApprovalPending, domain.ApprovalApproved)
+	if err != nil {
+		return nil, fmt.Errorf("projections: read a session's open approvals: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
 // ApprovalRow is a request as listed.
 type ApprovalRow struct {
 	RequestID, Binding, SessionID, AgentID, Tool, Action, Reason, Status string
@@ -109,16 +136,17 @@ type ApprovalRow struct {
 	CreatedAt, ExpiresAt                                                 time.Time
 }
 
-// PendingApprovals returns the tenant's pending, unexpired requests,
-// oldest first, optionally for one agent.
+// PendingApprovals returns the tenant's pending requests that have not
+// expired, nor their session, oldest first, optionally for one agent.
 func (q *Queries) PendingApprovals(ctx context.Context, tenant, agentID string, now time.Time) ([]ApprovalRow, error) {
-	query := "SELECT request_id, binding, session_id, agent_id, tool, action, reason, status, amount, created_at, expires_at FROM approvals WHERE tenant_id = ? AND status = ? AND expires_at > ?"
-	args := []any{tenant, domain.ApprovalPending, now.UnixNano()}
+	query := `SELECT a.request_id, a.binding, a.session_id, a.agent_id, a.tool, a.action, a.reason, a.status, a.amount, a.created_at, a.expires_at
+FROM approvals a WHERE a.tenant_id = ? AND a.status = ? AND a.expires_at > ? AND NOT ` + sessionEnded
+	args := []any{tenant, domain.ApprovalPending, now.UnixNano(), now.UnixNano()}
 	if agentID != "" {
-		query += " AND agent_id = ?"
+		query += " AND a.agent_id = ?"
 		args = append(args, agentID)
 	}
-	rows, err := q.db.QueryRead(ctx, query+" ORDER BY created_at LIMIT 1000", args...)
+	rows, err := q.db.QueryRead(ctx, query+" ORDER BY a.created_at LIMIT 1000", args...)
 	if err != nil {
 		return nil, fmt.Errorf("projections: read pending approvals: %w", err)
 	}
@@ -140,10 +168,10 @@ func (q *Queries) PendingApprovals(ctx context.Context, tenant, agentID string, 
 type OverdueApproval struct{ Tenant, Binding string }
 
 // OverdueApprovals returns up to limit pending requests that expired
-// before now, for the expiry sweeper.
+// before now, or whose session did, for the expiry sweeper.
 func (q *Queries) OverdueApprovals(ctx context.Context, now time.Time, limit int) ([]OverdueApproval, error) {
-	rows, err := q.db.QueryRead(ctx, "SELECT tenant_id, binding FROM approvals WHERE status = ? AND expires_at <= ? LIMIT ?",
-		domain.ApprovalPending, now.UnixNano(), limit)
+	rows, err := q.db.QueryRead(ctx, "SELECT a.tenant_id, a.binding FROM approvals a WHERE a.status = ? AND (a.expires_at <= ? OR "+sessionEnded+") LIMIT ?",
+		domain.ApprovalPending, now.UnixNano(), now.UnixNano(), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -163,14 +191,15 @@ func (q *Queries) OverdueApprovals(ctx context.Context, now time.Time, limit int
 type ApprovalCounts struct{ Pending, Approved, Denied, Expired int64 }
 
 // ApprovalCounts counts the tenant's requests by status; pending counts
-// only unexpired ones.
+// only those that have not expired, nor their session.
 func (q *Queries) ApprovalCounts(ctx context.Context, tenant string, now time.Time) (ApprovalCounts, error) {
 	var c ApprovalCounts
+	n := now.UnixNano()
 	err := q.row(ctx, `SELECT
-COALESCE(SUM(CASE WHEN status = 'pending' AND expires_at > ? THEN 1 ELSE 0 END), 0),
-COALESCE(SUM(CASE WHEN status IN ('approved', 'consumed') THEN 1 ELSE 0 END), 0),
-COALESCE(SUM(CASE WHEN status = 'denied' THEN 1 ELSE 0 END), 0),
-COALESCE(SUM(CASE WHEN status = 'expired' OR (status = 'pending' AND expires_at <= ?) THEN 1 ELSE 0 END), 0)
-FROM approvals WHERE tenant_id = ?`, now.UnixNano(), now.UnixNano(), tenant).Scan(&c.Pending, &c.Approved, &c.Denied, &c.Expired)
+COALESCE(SUM(CASE WHEN a.status = 'pending' AND a.expires_at > ? AND NOT `+sessionEnded+` THEN 1 ELSE 0 END), 0),
+COALESCE(SUM(CASE WHEN a.status IN ('approved', 'consumed') THEN 1 ELSE 0 END), 0),
+COALESCE(SUM(CASE WHEN a.status = 'denied' THEN 1 ELSE 0 END), 0),
+COALESCE(SUM(CASE WHEN a.status = 'expired' OR (a.status = 'pending' AND (a.expires_at <= ? OR `+sessionEnded+`)) THEN 1 ELSE 0 END), 0)
+FROM approvals a WHERE a.tenant_id = ?`, n, n, n, n, tenant).Scan(&c.Pending, &c.Approved, &c.Denied, &c.Expired)
 	return c, err
 }
