@@ -123,100 +123,163 @@ func (s *LedgerSubscriber) Close() error {
 	return nil
 }
 
+// run tails the ledger into out until ctx ends: fetch a batch after the
+// last acknowledged position, deliver it, repeat. A Nack drops the rest of
+// the batch and resumes after the consumer's checkpoint.
 func (s *LedgerSubscriber) run(ctx context.Context, out chan<- *message.Message) {
-	page := s.Page
-	if page <= 0 {
-		page = 500
+	t := &tail{s: s, out: out, page: s.Page, poll: s.Poll}
+	if t.page <= 0 {
+		t.page = 500
 	}
-	poll := s.Poll
-	if poll <= 0 {
-		poll = 100 * time.Millisecond
+	if t.poll <= 0 {
+		t.poll = 100 * time.Millisecond
 	}
-	backoff := func() bool {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(poll):
-			return true
-		}
-	}
-	after, err := s.Checkpoint(ctx)
-	for err != nil {
-		s.report(err)
-		if !backoff() {
-			return
-		}
-		after, err = s.Checkpoint(ctx)
+	after, ok := t.resume(ctx)
+	if !ok {
+		return
 	}
 	var batch []events.Event
 	for ctx.Err() == nil {
 		if len(batch) == 0 {
-			wake := s.Store.Appended()
-			batch, err = s.Store.Tail(ctx, after, page)
-			if err != nil {
-				s.report(err)
-				backoff()
-				continue
-			}
-			if len(batch) == 0 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-wake:
-				case <-time.After(poll):
-				}
+			if batch = t.fetch(ctx, after); len(batch) == 0 {
 				continue
 			}
 		}
-		var next []events.Event
-		resync := false
-		for i := range batch {
-			flush := false
-			if i == len(batch)-1 {
-				// Look ahead so the consumer learns whether this is the
-				// last event for now: in memory when the store can (an
-				// event it does not hold only ends the batch early; the
-				// next Tail finds it).
-				if rr, ok := s.Store.(events.RecentReader); ok {
-					next = rr.Recent(batch[i].Position, page)
-				} else if next, err = s.Store.Tail(ctx, batch[i].Position, page); err != nil {
-					s.report(err)
-					next = nil
-				}
-				flush = len(next) == 0
-			}
-			m := ToMessage(&batch[i])
-			if flush {
-				m.Metadata.Set(metaFlush, "1")
-			}
-			m.SetContext(ctx)
-			select {
-			case out <- m:
-			case <-ctx.Done():
+		var o outcome
+		batch, after, o = t.deliver(ctx, batch, after)
+		switch o {
+		case cancelled:
+			return
+		case nacked:
+			if !t.wait(ctx) {
 				return
 			}
-			select {
-			case <-m.Acked():
-				after = batch[i].Position
-			case <-m.Nacked():
-				resync = true
-			case <-ctx.Done():
-				return
-			}
-			if resync {
-				break
-			}
-		}
-		batch = next
-		if resync {
-			batch = nil
-			if !backoff() {
-				return
-			}
+			var err error
 			if after, err = s.Checkpoint(ctx); err != nil {
 				s.report(err)
 			}
 		}
+	}
+}
+
+// tail is one subscription's loop, with the subscriber's settings
+// defaulted.
+type tail struct {
+	s    *LedgerSubscriber
+	out  chan<- *message.Message
+	page int
+	poll time.Duration
+}
+
+// outcome is how the delivery of a message, or of a batch, ended.
+type outcome int
+
+const (
+	acked     outcome = iota // the consumer acknowledged it (all of them)
+	nacked                   // the consumer rejected it (one of them)
+	cancelled                // the subscription's context ended first
+)
+
+// wait waits one poll interval; false if ctx ended first.
+func (t *tail) wait(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(t.poll):
+		return true
+	}
+}
+
+// resume returns the consumer's checkpoint, retrying every poll interval
+// until it is read; false if ctx ended first.
+func (t *tail) resume(ctx context.Context) (int64, bool) {
+	after, err := t.s.Checkpoint(ctx)
+	for err != nil {
+		t.s.report(err)
+		if !t.wait(ctx) {
+			return 0, false
+		}
+		after, err = t.s.Checkpoint(ctx)
+	}
+	return after, true
+}
+
+// fetch reads the next page of events after position after, and returns
+// what the store returned: the caller tries again when that is nothing.
+// After a read error, reported, it first waits a poll interval; when there
+// are no events, until an append in this process, a poll interval or ctx's
+// end.
+func (t *tail) fetch(ctx context.Context, after int64) []events.Event {
+	wake := t.s.Store.Appended()
+	batch, err := t.s.Store.Tail(ctx, after, t.page)
+	if err != nil {
+		t.s.report(err)
+		t.wait(ctx)
+	} else if len(batch) == 0 {
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-time.After(t.poll):
+		}
+	}
+	return batch
+}
+
+// deliver sends batch's events to the consumer one at a time, each after
+// the previous one's Ack, and returns the events that follow the batch (read
+// ahead to mark its last message, see peek), the position of the last event
+// acknowledged, and how the delivery ended. After a Nack or ctx's end the
+// following events are nil.
+func (t *tail) deliver(ctx context.Context, batch []events.Event, after int64) ([]events.Event, int64, outcome) {
+	var next []events.Event
+	for i := range batch {
+		last := i == len(batch)-1
+		if last {
+			next = t.peek(ctx, batch[i].Position)
+		}
+		m := ToMessage(&batch[i])
+		if last && len(next) == 0 {
+			m.Metadata.Set(metaFlush, "1")
+		}
+		m.SetContext(ctx)
+		if o := t.send(ctx, m); o != acked {
+			return nil, after, o
+		}
+		after = batch[i].Position
+	}
+	return next, after, acked
+}
+
+// peek returns the events after position pos, so that the consumer learns
+// whether the event at pos is the last one for now: from memory when the
+// store can (an event it does not hold only ends the batch early; the next
+// Tail finds it), or by a read (an error, reported, counts as none).
+func (t *tail) peek(ctx context.Context, pos int64) []events.Event {
+	if rr, ok := t.s.Store.(events.RecentReader); ok {
+		return rr.Recent(pos, t.page)
+	}
+	next, err := t.s.Store.Tail(ctx, pos, t.page)
+	if err != nil {
+		t.s.report(err)
+		return nil
+	}
+	return next
+}
+
+// send hands m to the consumer and waits for its answer.
+func (t *tail) send(ctx context.Context, m *message.Message) outcome {
+	select {
+	case t.out <- m:
+	case <-ctx.Done():
+		return cancelled
+	}
+	select {
+	case <-m.Acked():
+		return acked
+	case <-m.Nacked():
+		return nacked
+	case <-ctx.Done():
+		return cancelled
 	}
 }
 
