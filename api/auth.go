@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/haldir-dev/haldir/commands"
@@ -13,17 +14,27 @@ import (
 	"github.com/haldir-dev/haldir/projections"
 )
 
-// keyCacheTTL bounds how long another replica's key revocation can take to
-// be seen here; a revocation through this process is seen at once.
-const keyCacheTTL = 2 * time.Second
+// keyCacheTTL bounds how long a cached key is reused. It is a backstop
+// only: revocations reach the cache by invalidation (Server.Invalidate).
+const keyCacheTTL = 30 * time.Second
 
-// authenticator checks API keys against the projected key table, caching
-// what it read for keyCacheTTL.
+// authenticator checks API keys against the projected key table.
+//
+// It caches what it read only while it is told of every revocation
+// (trusted): on one process (SQLite), where revocations go through it, or
+// while the replica's Postgres listener is connected and forwards the
+// projections' invalidations. Otherwise every request reads the table. A
+// read that raced an invalidation is not cached (gen), so a revoked key is
+// refused on every replica from the moment the revocation's projection
+// commits, which its DELETE waits for.
 type authenticator struct {
 	q   *projections.Queries
 	now func() time.Time
 
+	trusted atomic.Bool
+
 	mu    sync.Mutex
+	gen   uint64 // counts invalidations
 	cache map[string]cachedKey
 	used  map[string]time.Time // last successful use seen by this process
 }
@@ -50,8 +61,9 @@ func (a *authenticator) check(ctx context.Context, presented string) (*projectio
 	now := a.now()
 	a.mu.Lock()
 	c, ok := a.cache[prefix]
+	gen := a.gen
 	a.mu.Unlock()
-	if !ok || now.Sub(c.fetched) > keyCacheTTL {
+	if !ok || now.Sub(c.fetched) > keyCacheTTL || !a.trusted.Load() {
 		k, found, err := a.q.KeyByPrefix(ctx, prefix)
 		if err != nil {
 			return nil, err
@@ -68,7 +80,9 @@ func (a *authenticator) check(ctx context.Context, presented string) (*projectio
 		if len(a.cache) > 100_000 {
 			clear(a.cache)
 		}
-		a.cache[prefix] = c
+		if a.gen == gen && a.trusted.Load() {
+			a.cache[prefix] = c
+		}
 		a.mu.Unlock()
 	}
 	sum := sha256.Sum256([]byte(presented))
@@ -89,9 +103,21 @@ func (a *authenticator) lastUsed(prefix string) time.Time {
 	return a.used[prefix]
 }
 
-// forget drops a cached key, after it was revoked through this process.
+// forget drops a cached key, after it was revoked (through this process
+// or, told by a notification, another).
 func (a *authenticator) forget(prefix string) {
 	a.mu.Lock()
+	a.gen++
 	delete(a.cache, prefix)
+	a.mu.Unlock()
+}
+
+// trust sets whether the authenticator hears of every revocation; either
+// way the cache starts empty.
+func (a *authenticator) trust(trusted bool) {
+	a.mu.Lock()
+	a.gen++
+	clear(a.cache)
+	a.trusted.Store(trusted)
 	a.mu.Unlock()
 }

@@ -14,6 +14,7 @@ func (s *Server) routeTable() []route {
 	get, post, del := http.MethodGet, http.MethodPost, http.MethodDelete
 	return []route{
 		{method: get, path: "/healthz", auth: authNone, summary: "Liveness", handle: s.healthz},
+		{method: get, path: "/health", auth: authNone, summary: "Liveness (the self-hosting guide's path; an alias of /healthz)", handle: s.healthz},
 		{method: get, path: "/readyz", auth: authNone, summary: "Readiness: the store answers", handle: s.readyz},
 		{method: get, path: "/v1/status", auth: authNone, summary: "Component status", handle: s.status},
 		{method: get, path: "/metrics", auth: authOperator, summary: "Prometheus metrics (operator token)", stream: s.prometheus},

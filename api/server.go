@@ -175,6 +175,30 @@ func New(deps Deps, opts Options) *Server {
 	return s
 }
 
+// TrustCaches tells the server whether it hears of every change made by
+// other processes (Invalidate): true on a single process (SQLite), and on
+// Postgres while the replica's notification listener is connected. While
+// false, nothing that decides is served from a per-process cache.
+func (s *Server) TrustCaches(trusted bool) { s.auth.trust(trusted) }
+
+// Invalidate drops what a projection reported stale (a payload of
+// projections.InvalidateChannel): "key:<prefix>" for a revoked key.
+func (s *Server) Invalidate(what string) {
+	if prefix, ok := strings.CutPrefix(what, "key:"); ok {
+		s.auth.forget(prefix)
+	}
+}
+
+// Observe keeps the server's caches in step with the ledger; the core
+// projection calls it for every event it passes (projections.Group.Observe),
+// so a revocation reaches this replica's cache when its projector reaches
+// the revocation, at the latest.
+func (s *Server) Observe(e *events.Event) {
+	if e.Type == domain.TypeKeyRevoked {
+		s.auth.forget(strings.TrimPrefix(e.Stream, domain.KeyStream("")))
+	}
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
 
@@ -302,6 +326,11 @@ func (s *Server) prepare(c *call) error {
 		}
 		c.body = body
 	}
+	// A named position is awaited first, so that the key check, too, sees
+	// everything up to it (a revocation made on another replica).
+	if err := s.awaitPosition(c); err != nil {
+		return err
+	}
 	if err := s.authenticate(c); err != nil {
 		return err
 	}
@@ -326,9 +355,6 @@ func (s *Server) prepare(c *call) error {
 		if err := s.rateLimit(c); err != nil {
 			return err
 		}
-	}
-	if err := s.awaitPosition(c); err != nil {
-		return err
 	}
 	if !c.route.rawBody && (c.body != nil || c.r.Method == http.MethodPost) {
 		obj, err := parseObject(c.body)

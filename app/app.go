@@ -16,6 +16,7 @@ import (
 
 	"github.com/haldir-dev/haldir/api"
 	"github.com/haldir-dev/haldir/commands"
+	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/evidence"
 	"github.com/haldir-dev/haldir/idempotency"
@@ -127,6 +128,8 @@ type App struct {
 	delivered chan struct{}
 	// projected is closed when the projector's Run returns.
 	projected chan struct{}
+	// listening is closed when the notification listener has stopped.
+	listening chan struct{}
 }
 
 // Open opens the store, starts the projections and builds the API.
@@ -135,14 +138,22 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{}), projected: make(chan struct{}), delivered: make(chan struct{})}
+	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{}), projected: make(chan struct{}), delivered: make(chan struct{}), listening: make(chan struct{})}
 	if a.Store, err = sqlstore.Open(ctx, db); err != nil {
 		db.Close()
 		return nil, err
 	}
 	a.Deliveries = webhooks.NewQueue(db, 0)
 	a.Guard = outbound.Guard{AllowPrivate: cfg.AllowPrivateNetworks}
-	if a.Projector, err = projections.NewProjector(ctx, db, a.Store, log, projections.CoreGroup, projections.OutboxGroup(a.Deliveries)); err != nil {
+	// The core projection keeps the API's caches in step with the ledger.
+	var observer atomic.Pointer[api.Server]
+	core := projections.CoreGroup
+	core.Observe = func(e *events.Event) {
+		if s := observer.Load(); s != nil {
+			s.Observe(e)
+		}
+	}
+	if a.Projector, err = projections.NewProjector(ctx, db, a.Store, log, core, projections.OutboxGroup(a.Deliveries)); err != nil {
 		a.Store.Close()
 		db.Close()
 		return nil, err
@@ -207,9 +218,50 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			return 0
 		},
 	}, api.Options{AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Version: cfg.Version, Log: log})
+	observer.Store(a.API)
 	go a.housekeeping(idem, limiter)
+	a.listen()
 	a.deliver(log)
 	return a, nil
+}
+
+// listen keeps this replica told of what the others change. On Postgres a
+// listener connection wakes the ledger's consumers at each append by
+// another replica and forwards the projections' cache invalidations; the
+// API trusts its caches only while that connection is up. On SQLite there
+// is one process, and its caches see every change.
+func (a *App) listen() {
+	if a.DB.Dialect != sqldb.Postgres {
+		a.API.TrustCaches(true)
+		close(a.listening)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-a.stop
+		cancel()
+	}()
+	go func() {
+		defer close(a.listening)
+		a.DB.Listen(ctx, sqldb.Listener{
+			Channels: []string{sqlstore.LedgerChannel, projections.InvalidateChannel},
+			Notify: func(channel, payload string) {
+				switch channel {
+				case sqlstore.LedgerChannel:
+					a.Store.Wake()
+				case projections.InvalidateChannel:
+					a.API.Invalidate(payload)
+				}
+			},
+			Connected: func(up bool) {
+				if !up {
+					a.Log.Warn("lost the Postgres notification listener; reading keys uncached until it is back")
+				}
+				a.API.TrustCaches(up)
+				a.Store.Wake() // catch up on what was missed
+			},
+		})
+	}()
 }
 
 // housekeeping expires idempotency keys and rate windows.
@@ -290,6 +342,7 @@ func (a *App) Close() error {
 	close(a.stop)
 	<-a.done
 	<-a.delivered
+	<-a.listening
 	err := a.Upstreams.Close()
 	err = errors.Join(err, a.Projector.Close())
 	select {

@@ -9,7 +9,13 @@
 //
 //	go run ./bench                         # embedded SQLite
 //	go run ./bench -database-url postgres://…
+//	go run ./bench -replicas 3 -database-url postgres://…   # 1, then 3 replicas
 //	go run ./bench -url http://host:8000 -key hld_…   # an already running server
+//
+// Each table has a ratio column: the endpoint's rate over GET /healthz's in
+// the same run, the figure to compare across machines. With -replicas N the
+// same endpoints are measured on one replica, then on N replicas of the
+// same database with the clients spread round-robin over them.
 package main
 
 import (
@@ -32,12 +38,15 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"github.com/haldir-dev/haldir/transparency"
+	"github.com/haldir-dev/haldir/vault"
 )
 
 type options struct {
 	url, key, databaseURL, only string
 	duration, warmup            time.Duration
-	concurrency                 int
+	concurrency, replicas       int
 	jsonOut                     bool
 }
 
@@ -51,6 +60,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 32, "concurrent keep-alive clients")
 	flag.StringVar(&o.only, "only", "", "run only endpoints whose name contains this")
 	flag.BoolVar(&o.jsonOut, "json", false, "print results as JSON")
+	flag.IntVar(&o.replicas, "replicas", 1, "with -database-url: measure 1 replica, then this many on the same database")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -59,23 +69,77 @@ func main() {
 }
 
 func run(o options) error {
-	base, key := o.url, o.key
-	if base == "" {
-		srv, err := startServer(o.databaseURL)
-		if err != nil {
+	if o.replicas > 1 && (o.databaseURL == "" || o.url != "") {
+		return errors.New("-replicas needs -database-url (replicas share one Postgres database)")
+	}
+	if o.url != "" {
+		return measureAndPrint(o, []string{o.url}, o.key, "")
+	}
+	env, err := serverEnv(o.databaseURL)
+	if err != nil {
+		return err
+	}
+	bin, dir, err := buildServer()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	counts := []int{1}
+	if o.replicas > 1 {
+		counts = append(counts, o.replicas)
+	}
+	key := o.key
+	for _, n := range counts {
+		var servers []*server
+		var bases []string
+		for i := 0; i < n; i++ {
+			srv, err := startServer(bin, filepath.Join(dir, fmt.Sprint("data-", i)), env)
+			if err != nil {
+				return err
+			}
+			defer srv.stop()
+			servers = append(servers, srv)
+			bases = append(bases, srv.url)
+		}
+		if key == "" {
+			if key, err = bootstrap(newClient(1), bases[0]); err != nil {
+				return err
+			}
+		}
+		label := ""
+		if len(counts) > 1 {
+			label = fmt.Sprintf("%d replica(s) on one Postgres", n)
+		}
+		if err := measureAndPrint(o, bases, key, label); err != nil {
 			return err
 		}
-		defer srv.stop()
-		base = srv.url
+		for _, srv := range servers {
+			srv.stop()
+		}
 	}
+	return nil
+}
+
+// bootstrap creates the first key of a fresh install.
+func bootstrap(c *client, base string) (string, error) {
+	var r struct{ Key string }
+	if st, err := c.call("POST", base+"/v1/keys", "", `{"name":"bench"}`, &r); err != nil || st != 201 {
+		return "", fmt.Errorf("bootstrap a key (is the server's store fresh? pass -key otherwise): status %d, %v", st, err)
+	}
+	return r.Key, nil
+}
+
+// measureAndPrint measures every endpoint with the clients spread over
+// bases, and prints the table (or JSON).
+func measureAndPrint(o options, bases []string, key, label string) error {
 	c := newClient(o.concurrency)
 	if key == "" {
-		var r struct{ Key string }
-		if st, err := c.call("POST", base+"/v1/keys", "", `{"name":"bench"}`, &r); err != nil || st != 201 {
-			return fmt.Errorf("bootstrap a key (is the server's store fresh? pass -key otherwise): status %d, %v", st, err)
+		var err error
+		if key, err = bootstrap(c, bases[0]); err != nil {
+			return err
 		}
-		key = r.Key
 	}
+	base := func(w int) string { return bases[w%len(bases)] }
 	// One session per client for reads, payments and audit, each with a
 	// cap large enough never to run out; plus one shared session.
 	sessions := make([]string, o.concurrency)
@@ -84,7 +148,7 @@ func run(o options) error {
 			SessionID string `json:"session_id"`
 		}
 		body := fmt.Sprintf(`{"agent_id":"bench-%d","scopes":["read","write"],"spend_limit":1000000,"ttl":86400}`, i)
-		if st, err := c.call("POST", base+"/v1/sessions", key, body, &r); err != nil || st != 201 {
+		if st, err := c.call("POST", bases[0]+"/v1/sessions", key, body, &r); err != nil || st != 201 {
 			return fmt.Errorf("create session: status %d, %v", st, err)
 		}
 		sessions[i] = r.SessionID
@@ -121,18 +185,37 @@ func run(o options) error {
 			fmt.Fprintf(os.Stderr, "%-48s %8.0f rps  (%d ok, %d failed)\n", r.Name, r.RPS, r.OK, r.Failed)
 		}
 	}
+	var healthz float64
+	for _, r := range results {
+		if r.Name == "GET /healthz" {
+			healthz = r.RPS
+		}
+	}
+	for i := range results {
+		if healthz > 0 {
+			results[i].Ratio = results[i].RPS / healthz
+		}
+	}
 	if o.jsonOut {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"concurrency": o.concurrency, "duration_s": o.duration.Seconds(), "cpus": runtime.NumCPU(), "results": results})
+		return enc.Encode(map[string]any{"replicas": len(bases), "concurrency": o.concurrency, "duration_s": o.duration.Seconds(), "cpus": runtime.NumCPU(), "results": results})
+	}
+	if label != "" {
+		fmt.Printf("\n%s\n", label)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "Endpoint\tRPS\tp50\tp95\tp99\tfailed\t\n")
+	fmt.Fprintf(tw, "Endpoint\tRPS\tratio\tp50\tp95\tp99\tfailed\t\n")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t\n", r.Name, r.RPS, ms(r.P50), ms(r.P95), ms(r.P99), r.Failed)
+		ratio := "–"
+		if healthz > 0 {
+			ratio = fmt.Sprintf("%.2f", r.Ratio)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", r.Name, r.RPS, ratio, ms(r.P50), ms(r.P95), ms(r.P99), r.Failed)
 	}
 	tw.Flush()
-	fmt.Printf("\n%d clients, keep-alive, %s per endpoint, %d CPUs; only correct responses counted.\n", o.concurrency, o.duration, runtime.NumCPU())
+	fmt.Printf("\n%d clients, keep-alive, %s per endpoint, %d CPUs, %d replica(s); ratio = RPS / GET /healthz RPS in this run; only correct responses counted.\n",
+		o.concurrency, o.duration, runtime.NumCPU(), len(bases))
 	return nil
 }
 
@@ -156,11 +239,13 @@ type result struct {
 	P95ms         float64       `json:"p95_ms"`
 	P99ms         float64       `json:"p99_ms"`
 	FirstFailure  string        `json:"first_failure,omitempty"`
+	// Ratio is RPS over GET /healthz's RPS in the same run.
+	Ratio float64 `json:"ratio"`
 }
 
 // run drives the endpoint from n clients for d; with res nil it only warms
 // up.
-func (ep endpoint) run(c *client, base, key string, n int, d time.Duration, res *result) *result {
+func (ep endpoint) run(c *client, base func(worker int) string, key string, n int, d time.Duration, res *result) *result {
 	var ok, failed atomic.Int64
 	var firstFailure atomic.Value
 	lat := make([][]time.Duration, n)
@@ -181,7 +266,7 @@ func (ep endpoint) run(c *client, base, key string, n int, d time.Duration, res 
 					body = ep.body(w, i)
 				}
 				t0 := time.Now()
-				st, err := c.call(ep.method, base+ep.path(w, i), k, body, nil)
+				st, err := c.call(ep.method, base(w)+ep.path(w, i), k, body, nil)
 				el := time.Since(t0)
 				if err != nil || st != ep.want {
 					failed.Add(1)
@@ -260,36 +345,59 @@ func (c *client) call(method, url, key, body string, out any) (int, error) {
 }
 
 type server struct {
-	url  string
-	cmd  *exec.Cmd
-	dir  string
-	logs *bytes.Buffer
+	url     string
+	cmd     *exec.Cmd
+	logs    *bytes.Buffer
+	stopped bool
 }
 
-// startServer builds haldir and serves a fresh store on a free port.
-func startServer(databaseURL string) (*server, error) {
-	dir, err := os.MkdirTemp("", "haldir-bench-")
-	if err != nil {
-		return nil, err
+// buildServer builds haldir into a temporary directory.
+func buildServer() (bin, dir string, err error) {
+	if dir, err = os.MkdirTemp("", "haldir-bench-"); err != nil {
+		return "", "", err
 	}
-	bin := filepath.Join(dir, "haldir")
+	bin = filepath.Join(dir, "haldir")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/haldir")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("build haldir (run bench from the repository root): %w", err)
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("build haldir (run bench from the repository root): %w", err)
 	}
+	return bin, dir, nil
+}
+
+// serverEnv is the environment of the servers: on Postgres every replica
+// needs the same vault and signing keys, generated here unless set.
+func serverEnv(databaseURL string) ([]string, error) {
+	env := os.Environ()
+	if databaseURL == "" {
+		return env, nil
+	}
+	env = append(env, "DATABASE_URL="+databaseURL)
+	if os.Getenv("HALDIR_ENCRYPTION_KEY") == "" {
+		env = append(env, "HALDIR_ENCRYPTION_KEY="+vault.GenerateMasterKey())
+	}
+	if os.Getenv("HALDIR_SIGNING_KEY") == "" {
+		k, _, err := transparency.GenerateSigningKey("haldir-bench")
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, "HALDIR_SIGNING_KEY="+k)
+	}
+	return env, nil
+}
+
+// startServer serves dataDir (ignored on Postgres) on a free port.
+func startServer(bin, dataDir string, env []string) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	s := &server{url: "http://" + addr, dir: dir, logs: &bytes.Buffer{}}
-	s.cmd = exec.Command(bin, "serve", "--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
-	s.cmd.Env = os.Environ()
-	if databaseURL != "" {
-		s.cmd.Env = append(s.cmd.Env, "DATABASE_URL="+databaseURL)
-	}
+	s := &server{url: "http://" + addr, logs: &bytes.Buffer{}}
+	s.cmd = exec.Command(bin, "serve", "--addr", addr, "--data-dir", dataDir, "--log-level", "warn")
+	s.cmd.Env = env
 	s.cmd.Stdout, s.cmd.Stderr = io.Discard, s.logs
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
@@ -314,6 +422,10 @@ func startServer(databaseURL string) (*server, error) {
 }
 
 func (s *server) stop() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
 	s.cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { s.cmd.Wait(); close(done) }()
@@ -322,5 +434,4 @@ func (s *server) stop() {
 	case <-time.After(10 * time.Second):
 		s.cmd.Process.Kill()
 	}
-	os.RemoveAll(s.dir)
 }

@@ -64,9 +64,11 @@ func (Keys) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, "UPDATE {api_keys} SET revoked_at = ? WHERE prefix = ? AND tenant_id = ? AND revoked_at IS NULL",
-			e.RecordedAt.UnixNano(), p.Prefix, e.Tenant)
-		return err
+		if _, err = tx.Exec(ctx, "UPDATE {api_keys} SET revoked_at = ? WHERE prefix = ? AND tenant_id = ? AND revoked_at IS NULL",
+			e.RecordedAt.UnixNano(), p.Prefix, e.Tenant); err != nil {
+			return err
+		}
+		return tx.Invalidate(ctx, "key:"+p.Prefix)
 	}
 	return nil
 }

@@ -66,6 +66,12 @@ type Group struct {
 	// Async groups feed background work (the webhook outbox), not the
 	// queries clients make, so WaitFor does not wait for them.
 	Async bool
+	// Observe, when set, is called for every event the group passes, in
+	// order, once the transaction that passed it has committed and before
+	// WaitFor learns of it, whether this process applied the event or
+	// another replica had: it keeps per-process caches in step with the
+	// ledger.
+	Observe func(e *events.Event)
 }
 
 // Tables returns every table of the group's handlers.
@@ -250,7 +256,16 @@ func (r *runner) apply(ctx context.Context, batch []events.Event) error {
 		r.applied = e.Position
 		r.pending++
 	}
-	return r.commit(ctx)
+	if err := r.commit(ctx); err != nil {
+		return err
+	}
+	if r.group.Observe != nil {
+		for i := range batch {
+			r.group.Observe(&batch[i])
+		}
+	}
+	r.advance(r.applied)
+	return nil
 }
 
 // begin starts a batch. Its commit is not flushed to disk: a read model
@@ -287,7 +302,6 @@ func (r *runner) commit(ctx context.Context) error {
 		return fmt.Errorf("projections: commit: %w", err)
 	}
 	r.tx = nil
-	r.advance(r.applied)
 	return nil
 }
 
@@ -376,6 +390,23 @@ func newTx(tx *sql.Tx, db *sqldb.DB, prefix string) *Tx {
 
 // Dialect returns the database dialect, for the rare query that differs.
 func (t *Tx) Dialect() sqldb.Dialect { return t.dialect }
+
+// InvalidateChannel is the Postgres notification channel on which a
+// projection tells every replica that a cached read of what changed is
+// stale; the payload names it ("key:<prefix>"). Notifications are sent at
+// the projection's commit, before the command that caused it answers.
+const InvalidateChannel = "haldir_invalidate"
+
+// Invalidate notifies every replica, at commit, that cached reads of what
+// names are stale. It does nothing on SQLite (one process) and while
+// rebuilding into scratch tables.
+func (t *Tx) Invalidate(ctx context.Context, what string) error {
+	if t.dialect != sqldb.Postgres || t.prefix != "" {
+		return nil
+	}
+	_, err := t.tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", InvalidateChannel, what)
+	return err
+}
 
 // Exec runs a statement.
 func (t *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {

@@ -42,6 +42,8 @@ type DB struct {
 	// Stmts caches statements prepared on Write; nil for Postgres.
 	Stmts *StmtCache
 	reads readStmts
+	// url is the Postgres connection string, for Listen.
+	url string
 }
 
 // DatabaseFile is the SQLite file name inside the data directory.
@@ -107,7 +109,7 @@ func OpenPostgres(ctx context.Context, url string, maxConns int) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqldb: connect to postgres: %w", redact(err, url))
 	}
-	return &DB{Dialect: Postgres, Write: db, Read: db}, nil
+	return &DB{Dialect: Postgres, Write: db, Read: db, url: url}, nil
 }
 
 // redact removes a connection string (which may hold a password) from an

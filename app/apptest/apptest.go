@@ -173,6 +173,17 @@ type Response struct {
 // any value (sent as JSON). headers are name, value pairs.
 func (c *Client) Do(method, path string, body any, headers ...string) *Response {
 	c.t.Helper()
+	r, err := c.Try(method, path, body, headers...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+// Try is Do for a server that may be gone: a request that gets no
+// response returns the error instead of failing the test.
+func (c *Client) Try(method, path string, body any, headers ...string) (*Response, error) {
+	c.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -206,12 +217,12 @@ func (c *Client) Do(method, path string, body any, headers ...string) *Response 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.t.Fatalf("apptest: %s %s: %v", method, path, err)
+		return nil, fmt.Errorf("apptest: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		c.t.Fatal(err)
+		return nil, fmt.Errorf("apptest: %s %s: reading the response: %w", method, path, err)
 	}
 	r := &Response{Status: resp.StatusCode, Header: resp.Header, Raw: raw}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
@@ -219,7 +230,7 @@ func (c *Client) Do(method, path string, body any, headers ...string) *Response 
 			c.t.Fatalf("apptest: %s %s: response is not a JSON object: %s", method, path, raw)
 		}
 	}
-	return r
+	return r, nil
 }
 
 // Str returns a string field of the body ("" when absent).

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,6 +149,15 @@ func (s *Store) AppendAsync(ctx context.Context, batch ...events.Proposed) (func
 		return r.events, r.err
 	}, nil
 }
+
+// LedgerChannel is the Postgres notification channel an append notifies
+// at commit, with the new head position as payload, so that every replica
+// listening (Wake) tails the ledger at once instead of at its next poll.
+const LedgerChannel = "haldir_ledger"
+
+// Wake tells this store's waiters (Appended) that another process may have
+// appended; call it on a LedgerChannel notification.
+func (s *Store) Wake() { s.notify() }
 
 // Appended implements events.Store.
 func (s *Store) Appended() <-chan struct{} {
@@ -318,6 +328,12 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 	}
 	if err := s.insert(ctx, tx, p.rows); err != nil {
 		return nil, 0, fmt.Errorf("events: insert: %w", err)
+	}
+	if s.db.Dialect == sqldb.Postgres && len(p.rows) > 0 {
+		// Wake the other replicas' consumers at commit (LedgerChannel).
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", LedgerChannel, strconv.FormatInt(p.pos, 10)); err != nil {
+			return nil, 0, fmt.Errorf("events: notify: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, 0, fmt.Errorf("events: commit append: %w", err)
