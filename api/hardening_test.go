@@ -320,3 +320,52 @@ func TestUnknownFieldsAreNamedInWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestMCPTransportErrorsAreJSON: what the MCP transport refuses before any
+// tool runs (no Accept, a body that is not JSON, a wrong method) answers in
+// JSON, never in the go-sdk's text/plain with parser internals.
+func TestMCPTransportErrorsAreJSON(t *testing.T) {
+	each(t, func(t *testing.T, s *apptest.Server) {
+		a := s.NewTenant("a")
+		s.NewTenant("b")
+		rpc := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+		cases := []struct {
+			name, body string
+			headers    []string
+			status     int
+			jsonrpc    bool
+		}{
+			{"no Accept", rpc, []string{"Accept", ""}, 0, false},
+			{"malformed JSON", `{"jsonrpc":"2.0","id":1,"method":"tools/list"`, []string{"Accept", "application/json, text/event-stream"}, 400, true},
+			{"not an object", `[1,2`, []string{"Accept", "application/json, text/event-stream"}, 400, true},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				r := a.Do("POST", "/mcp", tc.body, tc.headers...)
+				if r.Status < 400 || (tc.status != 0 && r.Status != tc.status) {
+					t.Fatalf("got %s; want a refusal", r)
+				}
+				if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+					t.Errorf("Content-Type %q: %s", ct, r.Raw)
+				}
+				for _, internal := range []string{"unmarshal", "json:", "malformed payload", "jsonrpc message"} {
+					if strings.Contains(strings.ToLower(string(r.Raw)), internal) {
+						t.Errorf("the answer leaks %q: %s", internal, r.Raw)
+					}
+				}
+				if tc.jsonrpc {
+					e, _ := r.Body["error"].(map[string]any)
+					if r.Body["jsonrpc"] != "2.0" || e == nil || e["code"] != float64(-32700) {
+						t.Errorf("want a JSON-RPC parse error: %s", r.Raw)
+					}
+				} else if r.Code() == "" || r.Str("request_id") == "" {
+					t.Errorf("want the error envelope: %s", r.Raw)
+				}
+			})
+		}
+		// A proper request still works.
+		if r := a.Do("POST", "/mcp", rpc, "Accept", "application/json, text/event-stream"); r.Status != 200 {
+			t.Errorf("a proper request: %s", r)
+		}
+	})
+}

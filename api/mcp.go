@@ -135,9 +135,69 @@ func (s *Server) mcp(c *call) error {
 	r := c.r.Clone(context.WithValue(c.ctx, principalKey{}, p))
 	r.Body = io.NopCloser(bytes.NewReader(c.body))
 	r.ContentLength = int64(len(c.body))
-	s.mcpHandler.ServeHTTP(c.w, r)
+	w := &mcpErrors{ResponseWriter: c.w, c: c}
+	s.mcpHandler.ServeHTTP(w, r)
 	return nil
 }
+
+// mcpErrors answers the MCP transport's own refusals (a missing Accept, a
+// body that is not JSON-RPC, a wrong method), which the go-sdk writes as
+// text/plain with parser internals, in JSON without internals: a JSON-RPC
+// parse error where the body is not JSON, as the protocol calls for, and
+// the API's error envelope otherwise. Successful answers, streamed or
+// not, pass through untouched.
+type mcpErrors struct {
+	http.ResponseWriter
+	c        *call
+	replaced bool
+}
+
+func (w *mcpErrors) WriteHeader(status int) {
+	h := w.Header()
+	if status < 400 || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
+		w.ResponseWriter.WriteHeader(status)
+		return
+	}
+	w.replaced = true
+	h.Del("Content-Length")
+	h.Set("Content-Type", "application/json")
+	var body any
+	switch {
+	case status == http.StatusBadRequest && !json.Valid(w.c.body):
+		body = map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": -32700, "message": "Parse error: the body is not a JSON-RPC message"}}
+	default:
+		code, msg := domain.CodeInvalid, "the MCP request was refused by the transport ("+http.StatusText(status)+"); send JSON-RPC 2.0 over Streamable HTTP with Accept: application/json, text/event-stream"
+		switch status {
+		case http.StatusNotFound:
+			code = domain.CodeNotFound
+		case http.StatusUnsupportedMediaType:
+			code = domain.CodeUnsupportedMedia
+		case http.StatusRequestEntityTooLarge:
+			code = domain.CodeTooLarge
+		}
+		body = map[string]any{"error": msg, "code": code, "request_id": w.c.requestID}
+	}
+	b, _ := json.Marshal(body)
+	w.ResponseWriter.WriteHeader(status)
+	w.ResponseWriter.Write(append(b, '\n'))
+}
+
+func (w *mcpErrors) Write(b []byte) (int, error) {
+	if w.replaced {
+		return len(b), nil // the transport's own text, never shown
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush passes streamed answers (SSE) on as they come.
+func (w *mcpErrors) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok && !w.replaced {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *mcpErrors) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // mcpTools answers tools/list: Haldir's own tools the key may use, and the
 // upstream tools the request's session may call.

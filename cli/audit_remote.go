@@ -145,12 +145,12 @@ func newTrail(e *env) *cobra.Command {
 
 func newLog(e *env) *cobra.Command {
 	var session, tool, action, details string
-	var cost float64
+	var cost money
 	cmd := e.simple("log", "Append an agent action to the audit trail", `  haldir audit log --session ses_… --tool stripe --action charge --cost 29.99`, cobra.NoArgs,
 		func(*cobra.Command, []string) (string, string, any, error) {
 			body := map[string]any{"session_id": session, "tool": tool, "action": action}
-			if cost != 0 {
-				body["cost_usd"] = cost
+			if cost.set {
+				body["cost_usd"] = cost.v
 			}
 			if details != "" {
 				var d any
@@ -172,7 +172,7 @@ func newLog(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&tool, "tool", "", "tool name")
 	cmd.Flags().StringVar(&action, "action", "", "action (required)")
 	cmd.Flags().StringVar(&details, "details", "", "details as a JSON object")
-	cmd.Flags().Float64Var(&cost, "cost", 0, "cost in USD")
+	cmd.Flags().Var(&cost, "cost", "cost in USD")
 	return cmd
 }
 

@@ -136,7 +136,7 @@ func newProxy(e *env) *cobra.Command {
 		})
 
 	var session, args string
-	var cost float64
+	var cost money
 	call := e.simple("call TOOL", "Call a tool through the governed proxy", `  haldir proxy call files.read --session ses_… --args '{"path":"/tmp/report.txt"}'`, cobra.ExactArgs(1),
 		func(_ *cobra.Command, a []string) (string, string, any, error) {
 			m, err := jsonObject("args", args)
@@ -144,8 +144,8 @@ func newProxy(e *env) *cobra.Command {
 				return "", "", nil, err
 			}
 			body := map[string]any{"tool": a[0], "session_id": session, "arguments": m}
-			if cost > 0 {
-				body["cost_usd"] = cost
+			if cost.v > 0 {
+				body["cost_usd"] = cost.v
 			}
 			return "POST", "/v1/proxy/call", body, nil
 		},
@@ -165,7 +165,7 @@ func newProxy(e *env) *cobra.Command {
 		})
 	call.Flags().StringVar(&session, "session", "", "the agent session (required)")
 	call.Flags().StringVar(&args, "args", "", "arguments as a JSON object; {{secret:NAME}} is filled from the vault")
-	call.Flags().Float64Var(&cost, "cost", 0, "what the call costs in USD, reserved against the session's cap")
+	call.Flags().Var(&cost, "cost", "what the call costs in USD, reserved against the session's cap")
 
 	return group("proxy", "Govern upstream MCP servers", "  haldir proxy register files --url https://mcp.example.com/mcp\n  haldir proxy tools",
 		register, upstreams, tools, approve, call, newPolicy(e))
@@ -174,7 +174,7 @@ func newProxy(e *env) *cobra.Command {
 func newPolicy(e *env) *cobra.Command {
 	var typ, tool, tz string
 	var tools []string
-	var max float64
+	var max money
 	var perMinute, start, end int
 	add := e.simple("add", "Add a proxy policy (the first deny wins)", `  haldir proxy policy add --type deny_list --tools 'files.delete,shell.*'
   haldir proxy policy add --type rate_limit --max-per-minute 60
@@ -188,7 +188,7 @@ func newPolicy(e *env) *cobra.Command {
 			}
 			set("tools", "tools", tools)
 			set("tool", "tool", tool)
-			set("max", "max", max)
+			set("max", "max", max.v)
 			set("max-per-minute", "max_per_minute", perMinute)
 			set("start-hour", "start_hour", start)
 			set("end-hour", "end_hour", end)
@@ -200,7 +200,7 @@ func newPolicy(e *env) *cobra.Command {
 	f.StringVar(&typ, "type", "", "allow_list, deny_list, block_tool, spend_limit, rate_limit or time_window")
 	f.StringSliceVar(&tools, "tools", nil, "tool names or globs, for allow_list and deny_list")
 	f.StringVar(&tool, "tool", "", "the tool, for block_tool")
-	f.Float64Var(&max, "max", 0, "dollars a call may cost, for spend_limit")
+	f.Var(&max, "max", "dollars a call may cost, for spend_limit")
 	f.IntVar(&perMinute, "max-per-minute", 0, "calls an agent may make a minute, for rate_limit")
 	f.IntVar(&start, "start-hour", 0, "first allowed hour (0-23), for time_window")
 	f.IntVar(&end, "end-hour", 0, "hour the window closes (0-24; before start-hour crosses midnight), for time_window")

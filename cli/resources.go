@@ -81,22 +81,22 @@ func newSession(e *env) *cobra.Command {
 	var agent string
 	var scopes []string
 	var ttl int
-	var limit float64
+	var limit money
 	create := e.simple("create", "Create an agent session", `  haldir session create --agent my-bot --scopes read,browse,spend:50 --ttl 3600`, cobra.NoArgs,
 		func(*cobra.Command, []string) (string, string, any, error) {
 			body := map[string]any{"agent_id": agent, "ttl": ttl}
 			if scopes != nil {
 				body["scopes"] = scopes
 			}
-			if limit > 0 {
-				body["spend_limit"] = limit
+			if limit.v > 0 {
+				body["spend_limit"] = limit.v
 			}
 			return "POST", "/v1/sessions", body, nil
 		}, sessionLine)
 	create.Flags().StringVar(&agent, "agent", "", "agent id (required)")
 	create.Flags().StringSliceVar(&scopes, "scopes", nil, "session scopes (default read,browse)")
 	create.Flags().IntVar(&ttl, "ttl", 3600, "lifetime in seconds")
-	create.Flags().Float64Var(&limit, "spend-limit", 0, "spend cap in USD")
+	create.Flags().Var(&limit, "spend-limit", "spend cap in USD")
 	get := e.simple("get SESSION_ID", "Show a session", "  haldir session get ses_…", cobra.ExactArgs(1),
 		func(_ *cobra.Command, a []string) (string, string, any, error) {
 			return "GET", "/v1/sessions/" + pathEsc(a[0]), nil, nil
@@ -200,16 +200,16 @@ other users could see it.`,
 
 func newPay(e *env) *cobra.Command {
 	var session, description, currency string
-	var amount float64
+	var amount money
 	authorize := e.simple("authorize", "Authorize spend against a session's cap", "  haldir pay authorize --session ses_… --amount 29.99", cobra.NoArgs,
 		func(*cobra.Command, []string) (string, string, any, error) {
-			return "POST", "/v1/payments/authorize", map[string]any{"session_id": session, "amount": amount, "description": description, "currency": currency}, nil
+			return "POST", "/v1/payments/authorize", map[string]any{"session_id": session, "amount": amount.v, "description": description, "currency": currency}, nil
 		},
 		func(w io.Writer, r map[string]any) {
 			fmt.Fprintf(w, "authorized $%v (%v); remaining budget $%v\n", r["amount"], r["authorization_id"], r["remaining_budget"])
 		})
 	authorize.Flags().StringVar(&session, "session", "", "session id (required)")
-	authorize.Flags().Float64Var(&amount, "amount", 0, "amount in USD (required)")
+	authorize.Flags().Var(&amount, "amount", "amount in USD (required)")
 	authorize.Flags().StringVar(&description, "description", "", "what it is for")
 	authorize.Flags().StringVar(&currency, "currency", "USD", "currency")
 	return group("pay", "Authorize payments", "  haldir pay authorize --session ses_… --amount 29.99", authorize)
