@@ -15,9 +15,9 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/haldir-dev/haldir/api"
 	"github.com/haldir-dev/haldir/app/apptest"
 	"github.com/haldir-dev/haldir/cli"
-	"github.com/haldir-dev/haldir/api"
 )
 
 type echoIn struct {
