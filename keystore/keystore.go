@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/haldir-dev/haldir/internal/keyfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -243,27 +244,13 @@ func LoadMasterKey(configured, dataDir string) (key vault.MasterKey, generated b
 	if !errors.Is(err, os.ErrNotExist) {
 		return vault.MasterKey{}, false, fmt.Errorf("read %s: %w", path, err)
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return vault.MasterKey{}, false, err
-	}
 	s := vault.GenerateMasterKey()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) { // another process made it first
-		return LoadMasterKey(configured, dataDir)
-	}
+	created, err := keyfile.Create(path, s+"\n")
 	if err != nil {
-		return vault.MasterKey{}, false, fmt.Errorf("create %s: %w", path, err)
-	}
-	if _, err := f.WriteString(s + "\n"); err != nil {
-		f.Close()
 		return vault.MasterKey{}, false, err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return vault.MasterKey{}, false, err
-	}
-	if err := f.Close(); err != nil {
-		return vault.MasterKey{}, false, err
+	if !created { // another process made it first
+		return LoadMasterKey(configured, dataDir)
 	}
 	k, err := vault.ParseMasterKey(s)
 	return k, true, err

@@ -81,8 +81,8 @@ func Status(ctx context.Context, db *sqldb.DB) ([]Migration, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := db.Write.ExecContext(ctx, createTable); err != nil {
-		return nil, fmt.Errorf("migrations: create schema_migrations: %w", err)
+	if err := ensureTable(ctx, db); err != nil {
+		return nil, err
 	}
 	applied, err := appliedMigrations(ctx, db.Write)
 	if err != nil {
@@ -95,6 +95,34 @@ func Status(ctx context.Context, db *sqldb.DB) ([]Migration, error) {
 		}
 	}
 	return all, nil
+}
+
+// ensureTable creates schema_migrations. On Postgres it does so under the
+// migrations' advisory lock: CREATE TABLE IF NOT EXISTS is not safe against
+// a concurrent creator (two replicas starting on a new database), which
+// fails on the catalog's unique index.
+func ensureTable(ctx context.Context, db *sqldb.DB) error {
+	if db.Dialect != sqldb.Postgres {
+		if _, err := db.Write.ExecContext(ctx, createTable); err != nil {
+			return fmt.Errorf("migrations: create schema_migrations: %w", err)
+		}
+		return nil
+	}
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrations: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7368201)"); err != nil {
+		return fmt.Errorf("migrations: lock: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, createTable); err != nil {
+		return fmt.Errorf("migrations: create schema_migrations: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrations: create schema_migrations: %w", err)
+	}
+	return nil
 }
 
 func appliedMigrations(ctx context.Context, q interface {

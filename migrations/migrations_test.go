@@ -449,16 +449,6 @@ func TestConcurrentUp(t *testing.T) {
 	ctx := context.Background()
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			if b.dialect == sqldb.Postgres {
-				// Status runs CREATE TABLE IF NOT EXISTS schema_migrations
-				// before, and outside, the advisory lock, and concurrent
-				// CREATE TABLE IF NOT EXISTS of one table races in
-				// Postgres: all but one caller fail with "duplicate key
-				// value violates unique constraint pg_type_typname_nsp_index"
-				// (SQLSTATE 23505). Remove this skip once the table is
-				// created under the lock.
-				t.Skip("known bug: concurrent Up on a new Postgres database fails creating schema_migrations")
-			}
 			_, connect := b.open(t)
 			dbs := make([]*sqldb.DB, n)
 			for i := range dbs {

@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/haldir-dev/haldir/internal/keyfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -231,24 +232,14 @@ func LoadSigningKey(configured, dataDir string) (skey string, generated bool, er
 	if err != nil {
 		return "", false, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return "", false, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return LoadSigningKey(configured, dataDir)
-	}
+	created, err := keyfile.Create(path, skey+"\n")
 	if err != nil {
 		return "", false, err
 	}
-	_, werr := f.WriteString(skey + "\n")
-	if serr := f.Sync(); werr == nil {
-		werr = serr
+	if !created { // another process made it first
+		return LoadSigningKey(configured, dataDir)
 	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	return skey, true, werr
+	return skey, true, nil
 }
 
 // Signer returns the note signer, for other documents this server signs

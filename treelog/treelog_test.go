@@ -816,11 +816,6 @@ func TestLoadSigningKey(t *testing.T) {
 // TestLoadSigningKeyRace: processes starting on one new data directory at
 // once must all sign as one log.
 func TestLoadSigningKeyRace(t *testing.T) {
-	// LoadSigningKey creates signing.key (O_EXCL) before writing the key
-	// into it, so a concurrent caller can read the still empty file and
-	// fail with "does not hold a valid signing key". Remove this skip once
-	// the key is written to a temporary file and linked into place.
-	t.Skip("known race in LoadSigningKey: a concurrent caller can read the key file before it is written")
 	const n = 16
 	dir := t.TempDir()
 	keys := make([]string, n)
