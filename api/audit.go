@@ -12,7 +12,7 @@ import (
 	"strconv"
 
 	"github.com/haldir-dev/haldir/domain"
-	"github.com/haldir-dev/haldir/projections"
+	"github.com/haldir-dev/haldir/projections/views"
 )
 
 // Audit limits.
@@ -41,9 +41,9 @@ func (s *Server) logAction(c *call) (int, any, error) {
 }
 
 // auditFilter reads the filters shared by the audit query, spend and export.
-func auditFilter(c *call) (projections.AuditFilter, error) {
+func auditFilter(c *call) (views.AuditFilter, error) {
 	q := c.r.URL.Query()
-	var f projections.AuditFilter
+	var f views.AuditFilter
 	var err error
 	if f.SessionID, err = queryString(q, "session_id", 64); err != nil {
 		return f, err
@@ -66,7 +66,7 @@ func auditFilter(c *call) (projections.AuditFilter, error) {
 	return f, nil
 }
 
-func entryJSON(r *projections.AuditRow) map[string]any {
+func entryJSON(r *views.AuditRow) map[string]any {
 	return map[string]any{
 		"entry_id": r.EntryID, "seq": r.Seq, "type": r.Type, "session_id": r.SessionID, "agent_id": r.AgentID,
 		"tool": r.Tool, "action": r.Action, "cost_usd": r.Cost, "flagged": r.Flagged, "flag_reason": r.FlagReason,
@@ -176,7 +176,7 @@ func (s *Server) export(c *call) error {
 	}
 	enc := json.NewEncoder(hw)
 	var count, first, last int64
-	err = s.deps.Queries.AuditAscending(c.ctx, c.tenant, f, func(r *projections.AuditRow) error {
+	err = s.deps.Queries.AuditAscending(c.ctx, c.tenant, f, func(r *views.AuditRow) error {
 		if count == 0 {
 			first = r.Seq
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/domain"
-	"github.com/haldir-dev/haldir/projections"
+	"github.com/haldir-dev/haldir/projections/views"
 )
 
 // keyCacheTTL bounds how long a cached key is reused. It is a backstop
@@ -28,7 +28,7 @@ const keyCacheTTL = 30 * time.Second
 // refused on every replica from the moment the revocation's projection
 // commits, which its DELETE waits for.
 type authenticator struct {
-	q   *projections.Queries
+	q   keyLookup
 	now func() time.Time
 
 	trusted atomic.Bool
@@ -40,12 +40,12 @@ type authenticator struct {
 }
 
 type cachedKey struct {
-	key     projections.KeyView
+	key     views.KeyView
 	hash    []byte
 	fetched time.Time
 }
 
-func newAuthenticator(q *projections.Queries, now func() time.Time) *authenticator {
+func newAuthenticator(q keyLookup, now func() time.Time) *authenticator {
 	return &authenticator{q: q, now: now, cache: map[string]cachedKey{}, used: map[string]time.Time{}}
 }
 
@@ -53,7 +53,7 @@ var errBadKey = domain.Errorf(domain.CodeUnauthenticated, "invalid or revoked AP
 
 // check returns the key record for a presented key. The presented key's
 // SHA-256 is compared with the stored hash in constant time.
-func (a *authenticator) check(ctx context.Context, presented string) (*projections.KeyView, error) {
+func (a *authenticator) check(ctx context.Context, presented string) (*views.KeyView, error) {
 	prefix := commands.KeyPrefix(presented)
 	if prefix == "" || len(presented) > 256 {
 		return nil, errBadKey

@@ -12,7 +12,7 @@ import (
 
 	"github.com/haldir-dev/haldir/app"
 	"github.com/haldir-dev/haldir/app/apptest"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/transparency"
 	"github.com/haldir-dev/haldir/vault"
 )

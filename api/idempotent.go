@@ -7,8 +7,9 @@ import (
 	"net/http"
 	"time"
 
+	"context"
+
 	"github.com/haldir-dev/haldir/domain"
-	"github.com/haldir-dev/haldir/idempotency"
 )
 
 // Idempotency timing.
@@ -21,6 +22,24 @@ const (
 	// first run appended, if anything.
 	idemStale = 60 * time.Second
 )
+
+// Reservations keeps Idempotency-Key reservations where every replica sees
+// them (storage/idempotency). A reservation is taken before the command
+// runs, so concurrent duplicates find it and wait.
+type Reservations interface {
+	// Reserve takes key for a request with hash; when it is taken already
+	// it returns reserved false and the reservation found.
+	Reserve(ctx context.Context, tenant, key, hash string, now time.Time) (reserved bool, existing domain.Reservation, err error)
+	// Get returns the reservation of key.
+	Get(ctx context.Context, tenant, key string) (domain.Reservation, bool, error)
+	// TakeOver re-takes a reservation still created at createdAt (presumed
+	// orphaned); it reports whether this caller now owns it.
+	TakeOver(ctx context.Context, tenant, key string, createdAt, now time.Time) (bool, error)
+	// Complete records the outcome; Unreplayable stores no body.
+	Complete(ctx context.Context, tenant, key string, status domain.ReservationStatus, response []byte, now time.Time) error
+	// Release drops an unfinished reservation so that a retry runs anew.
+	Release(ctx context.Context, tenant, key string) error
+}
 
 type storedResponse struct {
 	Status int             `json:"status"`
@@ -59,7 +78,7 @@ func (s *Server) idempotent(c *call) {
 		case reserved:
 			s.runOnce(c, tenant, key)
 			return
-		case rec.Status == idempotency.Completed:
+		case rec.Status == domain.ReservationCompleted:
 			var r storedResponse
 			if err := json.Unmarshal(rec.Response, &r); err != nil {
 				s.respond(c, 0, nil, err)
@@ -68,7 +87,7 @@ func (s *Server) idempotent(c *call) {
 			c.w.Header().Set("Idempotent-Replayed", "true")
 			writeRaw(c.w, r.Status, r.Body)
 			return
-		case rec.Status == idempotency.Unreplayable:
+		case rec.Status == domain.ReservationUnreplayable:
 			s.respond(c, 0, nil, domain.Errorf(domain.CodeConflict, "this request already completed; its response held a secret that is shown only once"))
 			return
 		case s.now().Sub(rec.CreatedAt) > idemStale:
@@ -105,12 +124,12 @@ func (s *Server) runOnce(c *call, tenant, key string) {
 			s.log.Error("could not release idempotency key", "request_id", c.requestID, "err", rerr)
 		}
 	case c.route.secretResponse && err == nil:
-		if cerr := s.deps.Idempotency.Complete(ctx, tenant, key, idempotency.Unreplayable, nil, s.now()); cerr != nil {
+		if cerr := s.deps.Idempotency.Complete(ctx, tenant, key, domain.ReservationUnreplayable, nil, s.now()); cerr != nil {
 			s.log.Error("could not record idempotent response", "request_id", c.requestID, "err", cerr)
 		}
 	default:
 		stored, _ := json.Marshal(storedResponse{Status: status, Body: b})
-		if cerr := s.deps.Idempotency.Complete(ctx, tenant, key, idempotency.Completed, stored, s.now()); cerr != nil {
+		if cerr := s.deps.Idempotency.Complete(ctx, tenant, key, domain.ReservationCompleted, stored, s.now()); cerr != nil {
 			s.log.Error("could not record idempotent response", "request_id", c.requestID, "err", cerr)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/haldir-dev/haldir/api"
 	"github.com/haldir-dev/haldir/app/apptest"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // upstream is a real MCP server over Streamable HTTP (the go-sdk's) that

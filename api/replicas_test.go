@@ -10,7 +10,7 @@ import (
 
 	"github.com/haldir-dev/haldir/app"
 	"github.com/haldir-dev/haldir/app/apptest"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 )
 
 // replicas starts n servers on one Postgres database, each with its own

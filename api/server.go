@@ -30,12 +30,10 @@ import (
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/evidence"
-	"github.com/haldir-dev/haldir/idempotency"
-	"github.com/haldir-dev/haldir/projections"
+	"github.com/haldir-dev/haldir/projections/views"
 	"github.com/haldir-dev/haldir/proxy"
 	"github.com/haldir-dev/haldir/ratelimit"
 	"github.com/haldir-dev/haldir/treelog"
-	"github.com/haldir-dev/haldir/webhooks"
 )
 
 // MaxBodyBytes is the largest request body accepted (1 MiB).
@@ -44,9 +42,9 @@ const MaxBodyBytes = 1 << 20
 // Deps are the services the API calls.
 type Deps struct {
 	Commands    *commands.Service
-	Queries     *projections.Queries
+	Queries     Reads
 	Store       events.Store
-	Idempotency *idempotency.Store
+	Idempotency Reservations
 	Limiter     ratelimit.Limiter
 	// Ready reports whether the store answers; /readyz returns 503 when
 	// it does not.
@@ -60,12 +58,18 @@ type Deps struct {
 	Upstreams *proxy.Tenants
 	// Governor runs governed tool calls (POST /v1/proxy/call, /mcp).
 	Governor *commands.Governor
-	// Deliveries is the webhook delivery queue, for the delivery log.
-	Deliveries *webhooks.Queue
+	// Deliveries lists webhook delivery attempts (the delivery log).
+	Deliveries DeliveryLog
 	// KEKVersion reports the vault's key-encryption key version.
 	KEKVersion func() uint32
 	// WebhookStats reports a tenant's webhook figures for a period.
 	WebhookStats func(ctx context.Context, tenant string, since, until time.Time) (evidence.WebhookStats, error)
+}
+
+// DeliveryLog lists a tenant's webhook delivery attempts, newest first
+// (webhooks.Queue).
+type DeliveryLog interface {
+	List(ctx context.Context, tenant string, f domain.DeliveryFilter) ([]domain.DeliveryAttempt, error)
 }
 
 // Options configure the API.
@@ -136,7 +140,7 @@ type call struct {
 	obj       *object
 	// Set by authentication.
 	tenant string
-	key    *projections.KeyView
+	key    *views.KeyView
 	actor  commands.Actor
 	// written collects what the request's commands appended.
 	written *commands.Written

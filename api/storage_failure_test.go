@@ -15,7 +15,7 @@ import (
 	"github.com/haldir-dev/haldir/app"
 	"github.com/haldir-dev/haldir/app/apptest"
 	"github.com/haldir-dev/haldir/projections"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // fillStore makes the store unable to write, as a full disk does, and
@@ -195,6 +195,9 @@ func TestFullDiskAnswers503(t *testing.T) {
 			free := fillStore(t, s)
 			expectUnavailable(t, "POST /v1/audit", logAction("refused", bigDetails))
 			expectUnavailable(t, "POST /v1/sessions", a.Do("POST", "/v1/sessions", bigSession("refused")))
+			// With an Idempotency-Key the reservation is the first write.
+			expectUnavailable(t, "POST /v1/audit with an Idempotency-Key",
+				a.Do("POST", "/v1/audit", map[string]any{"session_id": ses, "action": "keyed", "tool": "t", "details": bigDetails}, "Idempotency-Key", "full-disk-1"))
 
 			// Concurrent writes of every size, sharing group commits: each
 			// is durable (2xx) or refused (503), never anything else, and a

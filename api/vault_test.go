@@ -19,9 +19,9 @@ import (
 	"github.com/haldir-dev/haldir/app"
 	"github.com/haldir-dev/haldir/app/apptest"
 	"github.com/haldir-dev/haldir/commands"
-	"github.com/haldir-dev/haldir/keystore"
-	"github.com/haldir-dev/haldir/sqldb"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/keystore"
+	"github.com/haldir-dev/haldir/storage/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/transparency"
 	"github.com/haldir-dev/haldir/vault"
 )

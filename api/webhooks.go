@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/haldir-dev/haldir/domain"
-	"github.com/haldir-dev/haldir/webhooks"
 )
 
 func (s *Server) registerWebhook(c *call) (int, any, error) {
@@ -66,7 +65,7 @@ func (s *Server) webhookDeliveries(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	list, err := s.deps.Deliveries.List(c.ctx, c.tenant, webhooks.ListFilter{EventID: eventID, WebhookID: webhookID, Limit: limit})
+	list, err := s.deps.Deliveries.List(c.ctx, c.tenant, domain.DeliveryFilter{EventID: eventID, WebhookID: webhookID, Limit: limit})
 	if err != nil {
 		return 0, nil, err
 	}

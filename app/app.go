@@ -19,14 +19,16 @@ import (
 	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/evidence"
-	"github.com/haldir-dev/haldir/idempotency"
 	"github.com/haldir-dev/haldir/internal/outbound"
-	"github.com/haldir-dev/haldir/keystore"
 	"github.com/haldir-dev/haldir/migrations"
 	"github.com/haldir-dev/haldir/projections"
 	"github.com/haldir-dev/haldir/proxy"
 	"github.com/haldir-dev/haldir/ratelimit"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/checkpoints"
+	"github.com/haldir-dev/haldir/storage/idempotency"
+	"github.com/haldir-dev/haldir/storage/keystore"
+	"github.com/haldir-dev/haldir/storage/limits"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 	"github.com/haldir-dev/haldir/treelog"
 	"github.com/haldir-dev/haldir/vault"
 	"github.com/haldir-dev/haldir/webhooks"
@@ -183,7 +185,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v, Reads: a.Queries, Guard: a.Guard, SettleTimeout: cfg.ReadYourWritesTimeout})
 	var limiter ratelimit.Limiter = ratelimit.NewMemory()
 	if db.Dialect == sqldb.Postgres {
-		limiter = ratelimit.NewSQL(db) // replicas share counters
+		limiter = limits.New(db) // replicas share counters
 	}
 	idem := idempotency.New(db)
 	a.Upstreams = proxy.NewTenants(proxy.TenantsOptions{
@@ -297,7 +299,7 @@ func (a *App) housekeeping(idem *idempotency.Store, limiter ratelimit.Limiter) {
 			} else if n > 0 {
 				a.Log.Info("destroyed data keys that no secret names", "count", n)
 			}
-			if l, ok := limiter.(*ratelimit.SQL); ok {
+			if l, ok := limiter.(*limits.SQL); ok {
 				if err := l.Expire(ctx, time.Now().Add(-2*time.Hour)); err != nil {
 					a.Log.Warn("expiring rate windows failed", "err", err)
 				}
@@ -423,7 +425,7 @@ func openLog(cfg Config, db *sqldb.DB, q *projections.Queries, log *slog.Logger)
 		log.Warn("generated a new checkpoint signing key; auditors trust its public half, so keep it",
 			"file", filepath.Join(dataDir, treelog.SigningKeyFile))
 	}
-	return treelog.New(db, q, q, skey)
+	return treelog.New(checkpoints.New(db), q, q, skey)
 }
 
 // deliver runs the webhook worker until Close. Every replica runs one; the

@@ -10,7 +10,7 @@ import (
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/migrations"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // Operator commands (haldir migrate, projections rebuild, replay, audit

@@ -17,8 +17,8 @@ import (
 
 	"github.com/haldir-dev/haldir/app/apptest"
 	"github.com/haldir-dev/haldir/cli"
-	"github.com/haldir-dev/haldir/sqldb"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")

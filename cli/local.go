@@ -19,7 +19,7 @@ import (
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/migrations"
 	"github.com/haldir-dev/haldir/projections"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // openLocal opens the store named by --data-dir or DATABASE_URL for an

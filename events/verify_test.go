@@ -9,7 +9,7 @@ import (
 
 	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/events/sqlstore"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 )
 
 // sequential verifies the ledger one event at a time, the reference that

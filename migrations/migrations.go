@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 //go:embed sqlite/*.sql postgres/*.sql

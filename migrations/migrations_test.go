@@ -18,8 +18,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/haldir-dev/haldir/migrations"
-	"github.com/haldir-dev/haldir/sqldb"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 )
 
 var dialects = []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/projections/views"
 )
 
 // Approvals projects approval rules and requests.
@@ -129,16 +130,9 @@ func (q *Queries) OpenApprovals(ctx context.Context, tenant, sessionID string) (
 	return out, rows.Err()
 }
 
-// ApprovalRow is a request as listed.
-type ApprovalRow struct {
-	RequestID, Binding, SessionID, AgentID, Tool, Action, Reason, Status string
-	Amount                                                               domain.Money
-	CreatedAt, ExpiresAt                                                 time.Time
-}
-
 // PendingApprovals returns the tenant's pending requests that have not
 // expired, nor their session, oldest first, optionally for one agent.
-func (q *Queries) PendingApprovals(ctx context.Context, tenant, agentID string, now time.Time) ([]ApprovalRow, error) {
+func (q *Queries) PendingApprovals(ctx context.Context, tenant, agentID string, now time.Time) ([]views.ApprovalRow, error) {
 	query := `SELECT a.request_id, a.binding, a.session_id, a.agent_id, a.tool, a.action, a.reason, a.status, a.amount, a.created_at, a.expires_at
 FROM approvals a WHERE a.tenant_id = ? AND a.status = ? AND a.expires_at > ? AND NOT ` + sessionEnded
 	args := []any{tenant, domain.ApprovalPending, now.UnixNano(), now.UnixNano()}
@@ -151,9 +145,9 @@ FROM approvals a WHERE a.tenant_id = ? AND a.status = ? AND a.expires_at > ? AND
 		return nil, fmt.Errorf("projections: read pending approvals: %w", err)
 	}
 	defer rows.Close()
-	var out []ApprovalRow
+	var out []views.ApprovalRow
 	for rows.Next() {
-		var r ApprovalRow
+		var r views.ApprovalRow
 		var amount, created, expires int64
 		if err := rows.Scan(&r.RequestID, &r.Binding, &r.SessionID, &r.AgentID, &r.Tool, &r.Action, &r.Reason, &r.Status, &amount, &created, &expires); err != nil {
 			return nil, err
@@ -187,13 +181,10 @@ func (q *Queries) OverdueApprovals(ctx context.Context, now time.Time, limit int
 	return out, rows.Err()
 }
 
-// ApprovalCounts are a tenant's approval numbers for the overview.
-type ApprovalCounts struct{ Pending, Approved, Denied, Expired int64 }
-
-// ApprovalCounts counts the tenant's requests by status; pending counts
+// views.ApprovalCounts counts the tenant's requests by status; pending counts
 // only those that have not expired, nor their session.
-func (q *Queries) ApprovalCounts(ctx context.Context, tenant string, now time.Time) (ApprovalCounts, error) {
-	var c ApprovalCounts
+func (q *Queries) ApprovalCounts(ctx context.Context, tenant string, now time.Time) (views.ApprovalCounts, error) {
+	var c views.ApprovalCounts
 	n := now.UnixNano()
 	err := q.row(ctx, `SELECT
 COALESCE(SUM(CASE WHEN a.status = 'pending' AND a.expires_at > ? AND NOT `+sessionEnded+` THEN 1 ELSE 0 END), 0),

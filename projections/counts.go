@@ -8,7 +8,7 @@ import (
 
 // EventCounts counts ledger events per tenant and event type, with the
 // first and last position of each. The compliance manifest answers "is this
-// population complete?" from it. Counts are summed per transaction and
+// population complete?" from it. views.Counts are summed per transaction and
 // written once (Flush).
 type EventCounts struct{}
 

@@ -26,7 +26,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/haldir-dev/haldir/events"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // Handler applies ledger events to read-model tables.

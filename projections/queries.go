@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/haldir-dev/haldir/domain"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/projections/views"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // Queries reads the projections. Every method is scoped to one tenant
@@ -53,21 +54,9 @@ WHERE tenant_id = ? AND session_id = ?`, tenant, id).Scan(&s.AgentID, &scopes, &
 	return s, true, nil
 }
 
-// KeyView is an API key as stored: never the key, only its hash.
-type KeyView struct {
-	Prefix    string
-	TenantID  string
-	Name      string
-	Scopes    domain.KeyScopes
-	KeyHash   string
-	RateLimit int
-	CreatedAt time.Time
-	RevokedAt time.Time
-}
-
 // KeyByPrefix returns the key with prefix, in any tenant.
-func (q *Queries) KeyByPrefix(ctx context.Context, prefix string) (KeyView, bool, error) {
-	var k KeyView
+func (q *Queries) KeyByPrefix(ctx context.Context, prefix string) (views.KeyView, bool, error) {
+	var k views.KeyView
 	var scopes string
 	var created int64
 	var revoked sql.NullInt64
@@ -87,16 +76,16 @@ func (q *Queries) KeyByPrefix(ctx context.Context, prefix string) (KeyView, bool
 }
 
 // Keys returns the tenant's keys, oldest first.
-func (q *Queries) Keys(ctx context.Context, tenant string) ([]KeyView, error) {
+func (q *Queries) Keys(ctx context.Context, tenant string) ([]views.KeyView, error) {
 	rows, err := q.db.QueryRead(ctx,
 		"SELECT prefix, name, scopes, rate_limit, created_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY created_at, prefix", tenant)
 	if err != nil {
 		return nil, fmt.Errorf("projections: list keys: %w", err)
 	}
 	defer rows.Close()
-	var out []KeyView
+	var out []views.KeyView
 	for rows.Next() {
-		k := KeyView{TenantID: tenant}
+		k := views.KeyView{TenantID: tenant}
 		var scopes string
 		var created int64
 		var revoked sql.NullInt64
@@ -125,37 +114,7 @@ func (q *Queries) AnyTenant(ctx context.Context) (bool, error) {
 	return n > 0, nil
 }
 
-// AuditFilter selects audit entries. Zero values select everything.
-type AuditFilter struct {
-	SessionID, AgentID, Tool string
-	Flagged                  *bool
-	Since, Until             time.Time
-	// Before, when non-zero, returns entries with seq < Before (the cursor
-	// of the previous page).
-	Before int64
-	Limit  int
-}
-
-// AuditRow is one entry of the audit trail.
-type AuditRow struct {
-	EntryID    string
-	Seq        int64
-	Position   int64
-	Type       string
-	SessionID  string
-	AgentID    string
-	Tool       string
-	Action     string
-	Cost       domain.Money
-	Flagged    bool
-	FlagReason string
-	RecordedAt time.Time
-	Details    json.RawMessage
-	PrevHash   string
-	EntryHash  string
-}
-
-func (f AuditFilter) where(tenant string) (string, []any) {
+func auditWhere(f views.AuditFilter, tenant string) (string, []any) {
 	conds := []string{"tenant_id = ?"}
 	args := []any{tenant}
 	add := func(cond string, arg any) {
@@ -190,8 +149,8 @@ const auditColumns = "entry_id, seq, position, type, session_id, agent_id, tool,
 
 // Audit returns the tenant's entries matching f, newest first, and whether
 // more follow.
-func (q *Queries) Audit(ctx context.Context, tenant string, f AuditFilter) ([]AuditRow, bool, error) {
-	where, args := f.where(tenant)
+func (q *Queries) Audit(ctx context.Context, tenant string, f views.AuditFilter) ([]views.AuditRow, bool, error) {
+	where, args := auditWhere(f, tenant)
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
@@ -213,8 +172,8 @@ func (q *Queries) Audit(ctx context.Context, tenant string, f AuditFilter) ([]Au
 
 // AuditAscending calls fn for every entry matching f in sequence order,
 // streaming, for exports.
-func (q *Queries) AuditAscending(ctx context.Context, tenant string, f AuditFilter, fn func(*AuditRow) error) error {
-	where, args := f.where(tenant)
+func (q *Queries) AuditAscending(ctx context.Context, tenant string, f views.AuditFilter, fn func(*views.AuditRow) error) error {
+	where, args := auditWhere(f, tenant)
 	rows, err := q.db.QueryRead(ctx, "SELECT "+auditColumns+" FROM audit_entries WHERE "+where+" ORDER BY seq", args...)
 	if err != nil {
 		return fmt.Errorf("projections: read audit trail: %w", err)
@@ -232,9 +191,9 @@ func (q *Queries) AuditAscending(ctx context.Context, tenant string, f AuditFilt
 	return rows.Err()
 }
 
-func scanAudit(rows *sql.Rows) ([]AuditRow, error) {
+func scanAudit(rows *sql.Rows) ([]views.AuditRow, error) {
 	defer rows.Close()
-	var out []AuditRow
+	var out []views.AuditRow
 	for rows.Next() {
 		r, err := scanAuditRow(rows)
 		if err != nil {
@@ -245,8 +204,8 @@ func scanAudit(rows *sql.Rows) ([]AuditRow, error) {
 	return out, rows.Err()
 }
 
-func scanAuditRow(rows *sql.Rows) (AuditRow, error) {
-	var r AuditRow
+func scanAuditRow(rows *sql.Rows) (views.AuditRow, error) {
+	var r views.AuditRow
 	var cost, at int64
 	var flagged int
 	var details string
@@ -256,24 +215,17 @@ func scanAuditRow(rows *sql.Rows) (AuditRow, error) {
 	return r, err
 }
 
-// SpendSummary totals spend over audit entries.
-type SpendSummary struct {
-	Total       domain.Money
-	ActionCount int64
-	ByTool      map[string]domain.Money
-}
-
 // Spend totals the tenant's spend, optionally for one session or agent.
-func (q *Queries) Spend(ctx context.Context, tenant string, f AuditFilter) (SpendSummary, error) {
-	where, args := f.where(tenant)
+func (q *Queries) Spend(ctx context.Context, tenant string, f views.AuditFilter) (views.SpendSummary, error) {
+	where, args := auditWhere(f, tenant)
 	rows, err := q.db.QueryRead(ctx,
 		"SELECT tool, COALESCE(SUM(cost), 0), COUNT(*) FROM audit_entries WHERE "+where+" AND type IN (?, ?, ?) GROUP BY tool ORDER BY tool",
 		append(args, domain.TypeAuditLogged, domain.TypePaymentAuthorized, domain.TypePaymentReleased)...)
 	if err != nil {
-		return SpendSummary{}, fmt.Errorf("projections: spend: %w", err)
+		return views.SpendSummary{}, fmt.Errorf("projections: spend: %w", err)
 	}
 	defer rows.Close()
-	s := SpendSummary{ByTool: map[string]domain.Money{}}
+	s := views.SpendSummary{ByTool: map[string]domain.Money{}}
 	for rows.Next() {
 		var tool string
 		var cost, n int64
@@ -287,15 +239,9 @@ func (q *Queries) Spend(ctx context.Context, tenant string, f AuditFilter) (Spen
 	return s, rows.Err()
 }
 
-// MonthUsage is a tenant's governed actions and spend in one month.
-type MonthUsage struct {
-	Actions int64
-	Spend   domain.Money
-}
-
 // Usage returns the tenant's usage in month ("2006-01").
-func (q *Queries) Usage(ctx context.Context, tenant, month string) (MonthUsage, error) {
-	var u MonthUsage
+func (q *Queries) Usage(ctx context.Context, tenant, month string) (views.MonthUsage, error) {
+	var u views.MonthUsage
 	var spend int64
 	err := q.row(ctx, "SELECT action_count, spend FROM usage_monthly WHERE tenant_id = ? AND month = ?", tenant, month).Scan(&u.Actions, &spend)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -305,20 +251,9 @@ func (q *Queries) Usage(ctx context.Context, tenant, month string) (MonthUsage, 
 	return u, err
 }
 
-// Counts are a tenant's headline numbers.
-type Counts struct {
-	SessionsTotal  int64
-	SessionsActive int64
-	ActiveAgents   int64
-	AuditEntries   int64
-	Flagged7d      int64
-	Keys           int64
-	EventsByType   map[string]int64
-}
-
-// Counts returns the tenant's headline numbers at now.
-func (q *Queries) Counts(ctx context.Context, tenant string, now time.Time) (Counts, error) {
-	var c Counts
+// views.Counts returns the tenant's headline numbers at now.
+func (q *Queries) Counts(ctx context.Context, tenant string, now time.Time) (views.Counts, error) {
+	var c views.Counts
 	n := now.UnixNano()
 	if err := q.row(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN revoked_at IS NULL AND expires_at > ? THEN 1 ELSE 0 END), 0),
 COUNT(DISTINCT CASE WHEN revoked_at IS NULL AND expires_at > ? THEN agent_id END) FROM sessions WHERE tenant_id = ?`, n, n, tenant).
@@ -368,14 +303,9 @@ func (q *Queries) SecretNames(ctx context.Context, tenant string) ([]string, err
 	return names, rows.Err()
 }
 
-// VaultCounts are a tenant's secret count and this month's reads.
-type VaultCounts struct {
-	Secrets, Accesses, Denials int64
-}
-
 // Vault returns the tenant's vault counts for month ("2006-01").
-func (q *Queries) Vault(ctx context.Context, tenant, month string) (VaultCounts, error) {
-	var v VaultCounts
+func (q *Queries) Vault(ctx context.Context, tenant, month string) (views.VaultCounts, error) {
+	var v views.VaultCounts
 	if err := q.row(ctx, "SELECT COUNT(*) FROM secrets WHERE tenant_id = ?", tenant).Scan(&v.Secrets); err != nil {
 		return v, err
 	}

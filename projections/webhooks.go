@@ -10,6 +10,7 @@ import (
 
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/projections/views"
 	"github.com/haldir-dev/haldir/webhooks"
 )
 
@@ -175,18 +176,8 @@ FROM webhooks WHERE tenant_id = ? AND webhook_id = ?`, tenant, id).Scan(&w.URL, 
 	return w, true, json.Unmarshal([]byte(evs), &w.Events)
 }
 
-// WebhookRow is a webhook as listed, with its delivery counts.
-type WebhookRow struct {
-	ID, URL, Name      string
-	Events             []string
-	Active             bool
-	CreatedAt          time.Time
-	Delivered, Failed  int64
-	SecretPrevExpireAt time.Time
-}
-
 // Webhooks lists the tenant's webhooks with delivered and failed counts.
-func (q *Queries) Webhooks(ctx context.Context, tenant string) ([]WebhookRow, error) {
+func (q *Queries) Webhooks(ctx context.Context, tenant string) ([]views.WebhookRow, error) {
 	rows, err := q.db.QueryRead(ctx, `SELECT w.webhook_id, w.url, w.name, w.events, w.active, w.created_at, w.prev_expires_at,
 (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.tenant_id = w.tenant_id AND d.webhook_id = w.webhook_id AND d.status = 'delivered'),
 (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.tenant_id = w.tenant_id AND d.webhook_id = w.webhook_id AND d.status IN ('failed', 'disabled'))
@@ -195,9 +186,9 @@ FROM webhooks w WHERE w.tenant_id = ? ORDER BY w.created_at, w.webhook_id`, tena
 		return nil, fmt.Errorf("projections: list webhooks: %w", err)
 	}
 	defer rows.Close()
-	var out []WebhookRow
+	var out []views.WebhookRow
 	for rows.Next() {
-		var r WebhookRow
+		var r views.WebhookRow
 		var evs string
 		var active int
 		var created, prevExp int64
@@ -213,16 +204,10 @@ FROM webhooks w WHERE w.tenant_id = ? ORDER BY w.created_at, w.webhook_id`, tena
 	return out, rows.Err()
 }
 
-// WebhookStats are a tenant's webhook figures for a period.
-type WebhookStats struct {
-	Registered, Active          int
-	Attempts, Delivered, Failed int64
-}
-
-// WebhookStats counts the tenant's webhooks and the delivery attempts made
+// views.WebhookStats counts the tenant's webhooks and the delivery attempts made
 // in [since, until).
-func (q *Queries) WebhookStats(ctx context.Context, tenant string, since, until time.Time) (WebhookStats, error) {
-	var s WebhookStats
+func (q *Queries) WebhookStats(ctx context.Context, tenant string, since, until time.Time) (views.WebhookStats, error) {
+	var s views.WebhookStats
 	if err := q.row(ctx, "SELECT COUNT(*), COALESCE(SUM(active), 0) FROM webhooks WHERE tenant_id = ?", tenant).Scan(&s.Registered, &s.Active); err != nil {
 		return s, err
 	}

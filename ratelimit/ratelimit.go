@@ -1,14 +1,13 @@
-// Package ratelimit counts requests in fixed windows, either in memory (one
-// process) or in the database (every replica sees the same count).
+// Package ratelimit counts requests in fixed windows. It declares the
+// Limiter its users need and implements it in memory for one process;
+// storage/limits implements it in the database, so every replica sees the
+// same count.
 package ratelimit
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
-
-	"github.com/haldir-dev/haldir/sqldb"
 )
 
 // Result is the outcome of one Allow call.
@@ -34,11 +33,14 @@ type Limiter interface {
 	Allow(ctx context.Context, key string, limit int, window time.Duration, now time.Time) (Result, error)
 }
 
-func windowStart(now time.Time, window time.Duration) time.Time {
+// WindowStart returns the start of the fixed window holding now.
+func WindowStart(now time.Time, window time.Duration) time.Time {
 	return now.Truncate(window)
 }
 
-func result(count int64, limit int, start time.Time, window time.Duration) Result {
+// Counted returns the Result for the count-th event in the window that
+// starts at start.
+func Counted(count int64, limit int, start time.Time, window time.Duration) Result {
 	return Result{Allowed: count <= int64(limit), Limit: limit, Remaining: max(limit-int(count), 0), Reset: start.Add(window)}
 }
 
@@ -62,7 +64,7 @@ func (m *Memory) Allow(_ context.Context, key string, limit int, window time.Dur
 	if limit <= 0 {
 		return Result{Allowed: true}, nil
 	}
-	start := windowStart(now, window)
+	start := WindowStart(now, window)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if now.Sub(m.sweep) > time.Minute {
@@ -79,35 +81,5 @@ func (m *Memory) Allow(_ context.Context, key string, limit int, window time.Dur
 	}
 	w.count++
 	m.windows[key] = w
-	return result(w.count, limit, start, window), nil
-}
-
-// SQL is a Limiter whose counters live in the database, so every replica
-// shares them.
-type SQL struct {
-	db *sqldb.DB
-}
-
-// NewSQL returns a database-backed Limiter.
-func NewSQL(db *sqldb.DB) *SQL { return &SQL{db: db} }
-
-// Allow implements Limiter.
-func (s *SQL) Allow(ctx context.Context, key string, limit int, window time.Duration, now time.Time) (Result, error) {
-	if limit <= 0 {
-		return Result{Allowed: true}, nil
-	}
-	start := windowStart(now, window)
-	var count int64
-	err := s.db.Write.QueryRowContext(ctx, s.db.Rebind(`INSERT INTO rate_windows (key, window_start, count) VALUES (?, ?, 1)
-ON CONFLICT (key, window_start) DO UPDATE SET count = rate_windows.count + 1 RETURNING count`), key, start.UnixNano()).Scan(&count)
-	if err != nil {
-		return Result{}, fmt.Errorf("ratelimit: count: %w", err)
-	}
-	return result(count, limit, start, window), nil
-}
-
-// Expire deletes windows that ended before cutoff.
-func (s *SQL) Expire(ctx context.Context, cutoff time.Time) error {
-	_, err := s.db.Write.ExecContext(ctx, s.db.Rebind("DELETE FROM rate_windows WHERE window_start < ?"), cutoff.UnixNano())
-	return err
+	return Counted(w.count, limit, start, window), nil
 }

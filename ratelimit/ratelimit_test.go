@@ -8,14 +8,15 @@ import (
 	"time"
 
 	"github.com/haldir-dev/haldir/ratelimit"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/limits"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 )
 
 func limiters(t *testing.T) map[string]ratelimit.Limiter {
 	out := map[string]ratelimit.Limiter{"memory": ratelimit.NewMemory()}
 	for _, b := range sqltest.Backends() {
 		db, _ := b.Open(t)
-		out[b.Name] = ratelimit.NewSQL(db)
+		out[b.Name] = limits.New(db)
 	}
 	return out
 }

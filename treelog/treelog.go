@@ -9,7 +9,6 @@ package treelog
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"github.com/haldir-dev/haldir/internal/keyfile"
@@ -22,9 +21,23 @@ import (
 
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
-	"github.com/haldir-dev/haldir/sqldb"
 	"github.com/haldir-dev/haldir/transparency"
 )
+
+// Checkpoints stores signed checkpoint notes, at most one per tenant and
+// tree size (storage/checkpoints keeps them in the database).
+type Checkpoints interface {
+	// At returns the note stored for exactly size.
+	At(ctx context.Context, tenant string, size int64) ([]byte, bool, error)
+	// Latest returns the note of the largest stored size.
+	Latest(ctx context.Context, tenant string) ([]byte, bool, error)
+	// Add stores note for size unless one is stored already; racing adders
+	// of one size store one note.
+	Add(ctx context.Context, tenant string, size int64, signedAt time.Time, note []byte) error
+	// Grown lists the tenants whose tree holds more entries than their
+	// newest checkpoint.
+	Grown(ctx context.Context) ([]string, error)
+}
 
 // Sizes reports how many of a tenant's events the projected tree holds.
 type Sizes interface {
@@ -33,7 +46,7 @@ type Sizes interface {
 
 // Log signs and serves checkpoints. It is safe for concurrent use.
 type Log struct {
-	db     *sqldb.DB
+	store  Checkpoints
 	hashes transparency.HashStore
 	sizes  Sizes
 	signer note.Signer
@@ -42,7 +55,7 @@ type Log struct {
 }
 
 // New returns a Log signing with the note signer key skey.
-func New(db *sqldb.DB, hashes transparency.HashStore, sizes Sizes, skey string) (*Log, error) {
+func New(store Checkpoints, hashes transparency.HashStore, sizes Sizes, skey string) (*Log, error) {
 	signer, err := note.NewSigner(skey)
 	if err != nil {
 		return nil, fmt.Errorf("treelog: signing key: %w", err)
@@ -51,7 +64,7 @@ func New(db *sqldb.DB, hashes transparency.HashStore, sizes Sizes, skey string) 
 	if err != nil {
 		return nil, fmt.Errorf("treelog: signing key: %w", err)
 	}
-	return &Log{db: db, hashes: hashes, sizes: sizes, signer: signer, vkey: vkey, now: time.Now}, nil
+	return &Log{store: store, hashes: hashes, sizes: sizes, signer: signer, vkey: vkey, now: time.Now}, nil
 }
 
 // VerifierKey returns the public note verifier key auditors trust.
@@ -85,25 +98,17 @@ func (l *Log) Head(ctx context.Context, tenant string) (Stored, error) {
 
 // At returns the published checkpoint of exactly size, if there is one.
 func (l *Log) At(ctx context.Context, tenant string, size int64) (Stored, bool, error) {
-	var b []byte
-	err := l.db.Read.QueryRowContext(ctx, l.db.Rebind("SELECT note FROM tree_checkpoints WHERE tenant_id = ? AND size = ?"), tenant, size).Scan(&b)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Stored{}, false, nil
-	}
-	if err != nil {
-		return Stored{}, false, fmt.Errorf("treelog: read checkpoint: %w", err)
+	b, found, err := l.store.At(ctx, tenant, size)
+	if err != nil || !found {
+		return Stored{}, false, err
 	}
 	return l.open(b)
 }
 
 func (l *Log) latest(ctx context.Context, tenant string) (Stored, bool, error) {
-	var b []byte
-	err := l.db.Read.QueryRowContext(ctx, l.db.Rebind("SELECT note FROM tree_checkpoints WHERE tenant_id = ? ORDER BY size DESC LIMIT 1"), tenant).Scan(&b)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Stored{}, false, nil
-	}
-	if err != nil {
-		return Stored{}, false, fmt.Errorf("treelog: read checkpoint: %w", err)
+	b, found, err := l.store.Latest(ctx, tenant)
+	if err != nil || !found {
+		return Stored{}, false, err
 	}
 	return l.open(b)
 }
@@ -128,9 +133,8 @@ func (l *Log) publish(ctx context.Context, tenant string, size int64) (Stored, e
 	if err != nil {
 		return Stored{}, err
 	}
-	if _, err := l.db.Write.ExecContext(ctx, l.db.Rebind(`INSERT INTO tree_checkpoints (tenant_id, size, signed_at, note) VALUES (?, ?, ?, ?)
-ON CONFLICT (tenant_id, size) DO NOTHING`), tenant, size, c.Time.UnixNano(), msg); err != nil {
-		return Stored{}, fmt.Errorf("treelog: store checkpoint: %w", err)
+	if err := l.store.Add(ctx, tenant, size, c.Time, msg); err != nil {
+		return Stored{}, err
 	}
 	s, found, err := l.At(ctx, tenant, size)
 	if err != nil {
@@ -145,23 +149,16 @@ ON CONFLICT (tenant_id, size) DO NOTHING`), tenant, size, c.Time.UnixNano(), msg
 // PublishAll signs a checkpoint for every tenant whose tree grew since its
 // last one. Run it periodically; every replica may.
 func (l *Log) PublishAll(ctx context.Context) (int, error) {
-	rows, err := l.db.Read.QueryContext(ctx, `SELECT s.tenant_id FROM tree_sizes s
-WHERE s.size > COALESCE((SELECT MAX(c.size) FROM tree_checkpoints c WHERE c.tenant_id = s.tenant_id), 0)`)
+	grown, err := l.store.Grown(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("treelog: list grown trees: %w", err)
+		return 0, err
 	}
 	var tenants []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		if !strings.HasPrefix(t, "_") {
+	for _, t := range grown {
+		if !strings.HasPrefix(t, "_") { // internal streams publish no log
 			tenants = append(tenants, t)
 		}
 	}
-	rows.Close()
 	for _, t := range tenants {
 		if _, err := l.Head(ctx, t); err != nil {
 			return 0, err

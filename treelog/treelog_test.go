@@ -23,8 +23,9 @@ import (
 	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/projections"
-	"github.com/haldir-dev/haldir/sqldb"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/checkpoints"
+	"github.com/haldir-dev/haldir/storage/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/transparency"
 	"github.com/haldir-dev/haldir/treelog"
 )
@@ -64,7 +65,7 @@ func newEnv(t *testing.T, b sqltest.Backend) *env {
 		t.Fatal(err)
 	}
 	q := projections.NewQueries(db)
-	l, err := treelog.New(db, q, q, skey)
+	l, err := treelog.New(checkpoints.New(db), q, q, skey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -546,7 +547,7 @@ func TestConcurrentHead(t *testing.T) {
 			// Each replica has its own Log over the same database and key.
 			logs := make([]*treelog.Log, n)
 			for i := range logs {
-				l, err := treelog.New(e.db, e.q, e.q, e.skey)
+				l, err := treelog.New(checkpoints.New(e.db), e.q, e.q, e.skey)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -619,7 +620,7 @@ func TestTamperDetection(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				other, err := treelog.New(e.db, e.q, e.q, skey)
+				other, err := treelog.New(checkpoints.New(e.db), e.q, e.q, skey)
 				if err != nil {
 					t.Fatal(err)
 				}

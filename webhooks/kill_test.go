@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/internal/outbound"
-	"github.com/haldir-dev/haldir/sqldb"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/webhooks"
 )
 
@@ -159,7 +160,7 @@ func TestLeaseTakeoverAfterKill9(t *testing.T) {
 			}
 
 			st := waitStatus(t, q, "ten_a", id, 15*time.Second)
-			if st.Status != webhooks.StatusDelivered || st.Attempts != 1 {
+			if st.Status != domain.DeliveryDelivered || st.Attempts != 1 {
 				t.Errorf("final state %+v, want delivered after 1 attempt", st)
 			}
 			await(t, rcv.ended(1), 5*time.Second, "the killed replica's request to end")

@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/internal/outbound"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/webhooks"
 )
 
@@ -248,7 +249,7 @@ func TestLeaseTakeover(t *testing.T) {
 				}
 				await(t, rcv.arrived(1), 10*time.Second, "A's request")
 				st, err := qB.Get(ctx, "ten_a", id)
-				if err != nil || st.Status != webhooks.StatusPending || st.Attempts != 0 {
+				if err != nil || st.Status != domain.DeliveryPending || st.Attempts != 0 {
 					t.Fatalf("delivery in flight: %+v, %v", st, err)
 				}
 				leaseEnd := st.NextAttemptAt // A never renews it
@@ -296,7 +297,7 @@ func TestLeaseTakeover(t *testing.T) {
 				if len(as) != 1 || as[0].StatusCode != 200 || as[0].Attempt != 1 {
 					t.Errorf("recorded attempts %+v, want B's one attempt, 200", as)
 				}
-				if final.Status != webhooks.StatusDelivered || final.Attempts != 1 {
+				if final.Status != domain.DeliveryDelivered || final.Attempts != 1 {
 					t.Errorf("final state %+v, want delivered after 1 attempt", final)
 				}
 				// B's attempt outlived its lease: it renewed, so A, polling
@@ -355,7 +356,7 @@ func TestLeaseRenewedNotTakenOver(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if st.Status != webhooks.StatusPending {
+				if st.Status != domain.DeliveryPending {
 					break
 				}
 				if !st.NextAttemptAt.After(now) {
@@ -371,7 +372,7 @@ func TestLeaseRenewedNotTakenOver(t *testing.T) {
 				t.Errorf("saw %d lease ends during a %v attempt renewed every %v; want at least 5", len(leaseEnds), slow, testRenew)
 			}
 			final, err := qB.Get(ctx, "ten_a", id)
-			if err != nil || final.Status != webhooks.StatusDelivered || final.Attempts != 1 {
+			if err != nil || final.Status != domain.DeliveryDelivered || final.Attempts != 1 {
 				t.Errorf("final state %+v, %v; want delivered after 1 attempt", final, err)
 			}
 			if hits := rcv.requests(); len(hits) != 1 || hits[0].status != 200 {

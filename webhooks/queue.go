@@ -11,7 +11,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // DefaultLease is how long a claim hides a delivery from other workers,
@@ -35,17 +36,6 @@ var (
 	// was claimed with: its lease ran out and another worker claimed it
 	// (and may have recorded it), or it was disabled. Nothing is changed.
 	ErrLeaseLost = errors.New("webhooks: delivery lease lost")
-)
-
-// Status is a delivery's state.
-type Status string
-
-// The delivery states. Only pending deliveries are attempted.
-const (
-	StatusPending   Status = "pending"
-	StatusDelivered Status = "delivered"
-	StatusFailed    Status = "failed"   // retries ran out
-	StatusDisabled  Status = "disabled" // 410 Gone, or the webhook is no longer active
 )
 
 // Message is one event to deliver to one webhook.
@@ -83,34 +73,11 @@ type Job struct {
 // State is a delivery as stored.
 type State struct {
 	Job
-	Status         Status
+	Status         domain.DeliveryStatus
 	NextAttemptAt  time.Time
 	LastStatusCode int
 	LastError      string
 	UpdatedAt      time.Time
-}
-
-// Attempt is one recorded attempt, as GET /v1/webhooks/deliveries lists
-// it.
-type Attempt struct {
-	DeliveryID string
-	EventID    string
-	WebhookID  string
-	EventType  string
-	Attempt    int // 1 for the first attempt
-	StatusCode int // 0 when there was no response
-	Error      string
-	Duration   time.Duration // whole milliseconds
-	CreatedAt  time.Time
-	// Status is the delivery's current state, not the attempt's.
-	Status Status
-}
-
-// ListFilter selects attempts for List.
-type ListFilter struct {
-	EventID   string // "" for any
-	WebhookID string // "" for any
-	Limit     int    // 1–1000; ≤ 0 means 20
 }
 
 // Queue is the durable delivery queue in the webhook_deliveries and
@@ -283,21 +250,21 @@ WHERE tenant_id = ? AND delivery_id = ? AND attempts = ? AND status = 'pending' 
 // renewed) no longer holds the delivery: a worker whose lease was taken
 // over never records its outcome over the new owner's.
 func (q *Queue) Record(ctx context.Context, j Job, r Result, next time.Time) error {
-	status := StatusPending
+	status := domain.DeliveryPending
 	switch {
 	case r.OK():
-		status = StatusDelivered
+		status = domain.DeliveryDelivered
 	case r.Gone:
-		status = StatusDisabled
+		status = domain.DeliveryDisabled
 	case next.IsZero():
-		status = StatusFailed
+		status = domain.DeliveryFailed
 	}
 	start := r.Start
 	if start.IsZero() {
 		start = time.Now()
 	}
 	now := start.Add(r.Duration)
-	if status != StatusPending {
+	if status != domain.DeliveryPending {
 		next = now
 	}
 	errText := truncate(r.Error, maxErrorText)
@@ -374,13 +341,13 @@ FROM webhook_deliveries WHERE tenant_id = ? AND delivery_id = ?`), tenantID, del
 	if err != nil {
 		return State{}, fmt.Errorf("webhooks: get delivery: %w", err)
 	}
-	s.Status = Status(status)
+	s.Status = domain.DeliveryStatus(status)
 	s.CreatedAt, s.NextAttemptAt, s.UpdatedAt = time.Unix(0, created), time.Unix(0, next), time.Unix(0, updated)
 	return s, nil
 }
 
 // List returns the tenant's recorded attempts matching f, newest first.
-func (q *Queue) List(ctx context.Context, tenantID string, f ListFilter) ([]Attempt, error) {
+func (q *Queue) List(ctx context.Context, tenantID string, f domain.DeliveryFilter) ([]domain.DeliveryAttempt, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 20
@@ -407,9 +374,9 @@ WHERE a.tenant_id = ?`
 		return nil, fmt.Errorf("webhooks: list deliveries: %w", err)
 	}
 	defer rows.Close()
-	out := []Attempt{}
+	out := []domain.DeliveryAttempt{}
 	for rows.Next() {
-		var a Attempt
+		var a domain.DeliveryAttempt
 		var ms, created int64
 		var status string
 		if err := rows.Scan(&a.DeliveryID, &a.EventID, &a.WebhookID, &a.EventType, &a.Attempt, &a.StatusCode, &a.Error,
@@ -418,7 +385,7 @@ WHERE a.tenant_id = ?`
 		}
 		a.Duration = time.Duration(ms) * time.Millisecond
 		a.CreatedAt = time.Unix(0, created)
-		a.Status = Status(status)
+		a.Status = domain.DeliveryStatus(status)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {

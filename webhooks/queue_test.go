@@ -12,7 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/webhooks"
 )
 
@@ -47,7 +48,7 @@ func TestEnqueue(t *testing.T) {
 			want := webhooks.State{
 				Job: webhooks.Job{TenantID: "ten_a", DeliveryID: id, WebhookID: "wh_1", EventID: "evt_1",
 					EventType: "audit.logged", Body: m.Body, CreatedAt: at},
-				Status: webhooks.StatusPending, NextAttemptAt: at, UpdatedAt: at,
+				Status: domain.DeliveryPending, NextAttemptAt: at, UpdatedAt: at,
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("stored delivery (-want +got):\n%s", diff)
@@ -245,14 +246,14 @@ func TestRecord(t *testing.T) {
 				name       string
 				result     webhooks.Result
 				next       time.Time
-				wantStatus webhooks.Status
+				wantStatus domain.DeliveryStatus
 				wantNext   time.Time
 			}{
-				{"2xx delivers", webhooks.Result{StatusCode: 204}, time.Time{}, webhooks.StatusDelivered, t0.Add(25 * time.Millisecond)},
-				{"500 retries", webhooks.Result{StatusCode: 500, Error: "HTTP 500 Internal Server Error"}, t0.Add(time.Hour), webhooks.StatusPending, t0.Add(time.Hour)},
-				{"timeout retries", webhooks.Result{Error: "timeout"}, t0.Add(time.Minute), webhooks.StatusPending, t0.Add(time.Minute)},
-				{"last failure fails", webhooks.Result{StatusCode: 503, Error: "HTTP 503 Service Unavailable"}, time.Time{}, webhooks.StatusFailed, t0.Add(25 * time.Millisecond)},
-				{"410 disables", webhooks.Result{StatusCode: 410, Error: "HTTP 410 Gone", Gone: true}, t0.Add(time.Hour), webhooks.StatusDisabled, t0.Add(25 * time.Millisecond)},
+				{"2xx delivers", webhooks.Result{StatusCode: 204}, time.Time{}, domain.DeliveryDelivered, t0.Add(25 * time.Millisecond)},
+				{"500 retries", webhooks.Result{StatusCode: 500, Error: "HTTP 500 Internal Server Error"}, t0.Add(time.Hour), domain.DeliveryPending, t0.Add(time.Hour)},
+				{"timeout retries", webhooks.Result{Error: "timeout"}, t0.Add(time.Minute), domain.DeliveryPending, t0.Add(time.Minute)},
+				{"last failure fails", webhooks.Result{StatusCode: 503, Error: "HTTP 503 Service Unavailable"}, time.Time{}, domain.DeliveryFailed, t0.Add(25 * time.Millisecond)},
+				{"410 disables", webhooks.Result{StatusCode: 410, Error: "HTTP 410 Gone", Gone: true}, t0.Add(time.Hour), domain.DeliveryDisabled, t0.Add(25 * time.Millisecond)},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					ev := "evt_" + tc.name
@@ -280,11 +281,11 @@ func TestRecord(t *testing.T) {
 					if diff := cmp.Diff(want, got); diff != "" {
 						t.Errorf("state (-want +got):\n%s", diff)
 					}
-					attempts, err := q.List(ctx, "ten_a", webhooks.ListFilter{EventID: ev})
+					attempts, err := q.List(ctx, "ten_a", domain.DeliveryFilter{EventID: ev})
 					if err != nil {
 						t.Fatal(err)
 					}
-					wantAttempts := []webhooks.Attempt{{DeliveryID: id, EventID: ev, WebhookID: "wh_1", EventType: "audit.logged",
+					wantAttempts := []domain.DeliveryAttempt{{DeliveryID: id, EventID: ev, WebhookID: "wh_1", EventType: "audit.logged",
 						Attempt: 1, StatusCode: tc.result.StatusCode, Error: tc.result.Error, Duration: 25 * time.Millisecond,
 						CreatedAt: t0, Status: tc.wantStatus}}
 					if diff := cmp.Diff(wantAttempts, attempts); diff != "" {
@@ -296,7 +297,7 @@ func TestRecord(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if wantN := map[bool]int{true: 1, false: 0}[tc.wantStatus == webhooks.StatusPending]; len(later) != wantN {
+					if wantN := map[bool]int{true: 1, false: 0}[tc.wantStatus == domain.DeliveryPending]; len(later) != wantN {
 						t.Errorf("later Claim = %d jobs, want %d", len(later), wantN)
 					}
 					for _, j := range later {
@@ -347,7 +348,7 @@ func TestRecordLeaseLost(t *testing.T) {
 					recordFast()
 				}
 				st, err := q.Get(ctx, "ten_a", id)
-				if err != nil || st.Status != webhooks.StatusPending || st.Attempts != 1 || st.LastStatusCode != 500 {
+				if err != nil || st.Status != domain.DeliveryPending || st.Attempts != 1 || st.LastStatusCode != 500 {
 					t.Errorf("Get = %+v, %v; want pending after the one recorded attempt", st, err)
 				}
 			})
@@ -421,7 +422,7 @@ func TestRenew(t *testing.T) {
 			if err := q.Record(ctx, theirs, webhooks.Result{Start: takeover, StatusCode: 204}, time.Time{}); err != nil {
 				t.Errorf("the new owner's Record = %v", err)
 			}
-			if st, err := q.Get(ctx, "ten_a", id); err != nil || st.Status != webhooks.StatusDelivered || st.Attempts != 1 || st.LastStatusCode != 204 {
+			if st, err := q.Get(ctx, "ten_a", id); err != nil || st.Status != domain.DeliveryDelivered || st.Attempts != 1 || st.LastStatusCode != 204 {
 				t.Errorf("Get = %+v, %v; want delivered by the new owner's one attempt", st, err)
 			}
 			if err := q.Renew(ctx, &theirs, takeover.Add(2*time.Second)); !errors.Is(err, webhooks.ErrLeaseLost) {
@@ -468,7 +469,7 @@ func TestListAndTenantIsolation(t *testing.T) {
 				Tenant, Event, Webhook string
 				Attempt                int
 			}
-			summarise := func(tenant string, as []webhooks.Attempt) []row {
+			summarise := func(tenant string, as []domain.DeliveryAttempt) []row {
 				var out []row
 				for _, a := range as {
 					out = append(out, row{tenant, a.EventID, a.WebhookID, a.Attempt})
@@ -478,17 +479,17 @@ func TestListAndTenantIsolation(t *testing.T) {
 			for _, tc := range []struct {
 				name   string
 				tenant string
-				filter webhooks.ListFilter
+				filter domain.DeliveryFilter
 				want   int // rows
-				check  func(t *testing.T, as []webhooks.Attempt)
+				check  func(t *testing.T, as []domain.DeliveryAttempt)
 			}{
 				{name: "all of a tenant", tenant: "ten_a", want: 6},
 				{name: "other tenant sees only its own", tenant: "ten_b", want: 3},
 				{name: "unknown tenant sees nothing", tenant: "ten_c", want: 0},
-				{name: "limit", tenant: "ten_a", filter: webhooks.ListFilter{Limit: 2}, want: 2},
-				{name: "by event", tenant: "ten_a", filter: webhooks.ListFilter{EventID: "evt_1"}, want: 3},
-				{name: "by webhook", tenant: "ten_a", filter: webhooks.ListFilter{WebhookID: "wh_2"}, want: 3},
-				{name: "by event of the other tenant", tenant: "ten_b", filter: webhooks.ListFilter{EventID: "evt_2"}, want: 0},
+				{name: "limit", tenant: "ten_a", filter: domain.DeliveryFilter{Limit: 2}, want: 2},
+				{name: "by event", tenant: "ten_a", filter: domain.DeliveryFilter{EventID: "evt_1"}, want: 3},
+				{name: "by webhook", tenant: "ten_a", filter: domain.DeliveryFilter{WebhookID: "wh_2"}, want: 3},
+				{name: "by event of the other tenant", tenant: "ten_b", filter: domain.DeliveryFilter{EventID: "evt_2"}, want: 0},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					as, err := q.List(ctx, tc.tenant, tc.filter)
@@ -513,7 +514,7 @@ func TestListAndTenantIsolation(t *testing.T) {
 			if _, err := q.Get(ctx, "ten_b", webhooks.DeliveryID("ten_a", "wh_2", "evt_2")); !errors.Is(err, webhooks.ErrNotFound) {
 				t.Errorf("ten_b Get of ten_a's delivery = %v, want ErrNotFound", err)
 			}
-			as, _ := q.List(ctx, "ten_a", webhooks.ListFilter{Limit: 1})
+			as, _ := q.List(ctx, "ten_a", domain.DeliveryFilter{Limit: 1})
 			if diff := cmp.Diff([]int{3}, []int{as[0].Attempt}); diff != "" || !as[0].CreatedAt.Equal(t0.Add(2*time.Hour+time.Second)) {
 				t.Errorf("newest = %+v", as[0])
 			}

@@ -11,9 +11,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/internal/outbound"
-	"github.com/haldir-dev/haldir/sqldb"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/webhooks"
 )
 
@@ -49,15 +50,15 @@ func waitStatus(t *testing.T, q *webhooks.Queue, tenant, id string, within time.
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st.Status != webhooks.StatusPending
+		return st.Status != domain.DeliveryPending
 	})
 	return st
 }
 
 // attemptsOf returns the recorded attempts of an event, oldest first.
-func attemptsOf(t *testing.T, q *webhooks.Queue, tenant, event string) []webhooks.Attempt {
+func attemptsOf(t *testing.T, q *webhooks.Queue, tenant, event string) []domain.DeliveryAttempt {
 	t.Helper()
-	as, err := q.List(context.Background(), tenant, webhooks.ListFilter{EventID: event, Limit: 1000})
+	as, err := q.List(context.Background(), tenant, domain.DeliveryFilter{EventID: event, Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestWorkerRetries(t *testing.T) {
 			type attempt struct {
 				Code     int
 				Error    string
-				Status   webhooks.Status
+				Status   domain.DeliveryStatus
 				Attempts int
 			}
 			for _, tc := range []struct {
@@ -109,39 +110,39 @@ func TestWorkerRetries(t *testing.T) {
 				script  []reply
 				want    []int // status code per attempt, 0 for none
 				errs    []string
-				final   webhooks.Status
-				check   func(t *testing.T, as []webhooks.Attempt)
+				final   domain.DeliveryStatus
+				check   func(t *testing.T, as []domain.DeliveryAttempt)
 			}{
 				{name: "fails twice then succeeds", webhook: "wh_1",
 					script: []reply{{status: 500}, {status: 503}, {status: 200}},
 					want:   []int{500, 503, 200}, errs: []string{"HTTP 500 Internal Server Error", "HTTP 503 Service Unavailable", ""},
-					final: webhooks.StatusDelivered},
+					final: domain.DeliveryDelivered},
 				{name: "timeout then success", webhook: "wh_1",
 					script: []reply{{hang: true}, {status: 204}},
-					want:   []int{0, 204}, errs: []string{"timeout", ""}, final: webhooks.StatusDelivered,
-					check: func(t *testing.T, as []webhooks.Attempt) {
+					want:   []int{0, 204}, errs: []string{"timeout", ""}, final: domain.DeliveryDelivered,
+					check: func(t *testing.T, as []domain.DeliveryAttempt) {
 						if as[0].Duration < 250*time.Millisecond {
 							t.Errorf("timed-out attempt lasted %v", as[0].Duration)
 						}
 					}},
 				{name: "429 with Retry-After then success", webhook: "wh_1",
 					script: []reply{{status: 429, retryAfter: "1"}, {status: 200}},
-					want:   []int{429, 200}, errs: []string{"HTTP 429 Too Many Requests", ""}, final: webhooks.StatusDelivered,
-					check: func(t *testing.T, as []webhooks.Attempt) {
+					want:   []int{429, 200}, errs: []string{"HTTP 429 Too Many Requests", ""}, final: domain.DeliveryDelivered,
+					check: func(t *testing.T, as []domain.DeliveryAttempt) {
 						if gap := as[1].CreatedAt.Sub(as[0].CreatedAt); gap < time.Second {
 							t.Errorf("retried %v after a Retry-After of 1s", gap)
 						}
 					}},
 				{name: "redirect is not followed", webhook: "wh_1",
 					script: []reply{{status: 302, location: "http://169.254.169.254/"}, {status: 200}},
-					want:   []int{302, 200}, errs: []string{"HTTP 302 Found", ""}, final: webhooks.StatusDelivered},
+					want:   []int{302, 200}, errs: []string{"HTTP 302 Found", ""}, final: domain.DeliveryDelivered},
 				{name: "410 disables", webhook: "wh_gone",
 					script: []reply{{status: 410}, {status: 200}},
-					want:   []int{410}, errs: []string{"HTTP 410 Gone"}, final: webhooks.StatusDisabled},
+					want:   []int{410}, errs: []string{"HTTP 410 Gone"}, final: domain.DeliveryDisabled},
 				{name: "gives up", webhook: "wh_1",
 					script: []reply{{status: 500}},
 					want:   []int{500, 500, 500}, errs: []string{"HTTP 500 Internal Server Error", "HTTP 500 Internal Server Error", "HTTP 500 Internal Server Error"},
-					final: webhooks.StatusFailed},
+					final: domain.DeliveryFailed},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					event := "evt_" + strings.ReplaceAll(tc.name, " ", "_")
@@ -187,7 +188,7 @@ func TestWorkerRetries(t *testing.T) {
 					}
 					requests, ok := rcv.counts()
 					wantOK := 0
-					if tc.final == webhooks.StatusDelivered {
+					if tc.final == domain.DeliveryDelivered {
 						wantOK = 1
 					}
 					if requests[event] != len(tc.want) || ok[event] != wantOK {
@@ -257,7 +258,7 @@ func TestWorkerRestart(t *testing.T) {
 
 			for _, ev := range events {
 				st, err := q1.Get(ctx, "ten_a", webhooks.DeliveryID("ten_a", "wh_1", ev))
-				if err != nil || st.Status != webhooks.StatusPending || st.Attempts < 2 {
+				if err != nil || st.Status != domain.DeliveryPending || st.Attempts < 2 {
 					t.Fatalf("%s after the stop: %+v, %v", ev, st, err)
 				}
 			}
@@ -284,7 +285,7 @@ func TestWorkerRestart(t *testing.T) {
 			start(t, worker(q2))
 			for _, ev := range events {
 				st := waitStatus(t, q2, "ten_a", webhooks.DeliveryID("ten_a", "wh_1", ev), 15*time.Second)
-				if st.Status != webhooks.StatusDelivered {
+				if st.Status != domain.DeliveryDelivered {
 					t.Errorf("%s: %s", ev, st.Status)
 				}
 			}
@@ -346,7 +347,7 @@ func TestWorkersConcurrent(t *testing.T) {
 					Timeout: 2 * time.Second, Interval: 5 * time.Millisecond, Backoff: fastBackoff, Parallel: 8})
 			}
 			for _, ev := range events {
-				if st := waitStatus(t, qs[1], "ten_a", webhooks.DeliveryID("ten_a", "wh_1", ev), 30*time.Second); st.Status != webhooks.StatusDelivered {
+				if st := waitStatus(t, qs[1], "ten_a", webhooks.DeliveryID("ten_a", "wh_1", ev), 30*time.Second); st.Status != domain.DeliveryDelivered {
 					t.Fatalf("%s: %s", ev, st.Status)
 				}
 			}
@@ -411,7 +412,7 @@ func TestWorkerTenantIsolation(t *testing.T) {
 				t.Errorf("endpoint lookups (-want +got):\n%s", diff)
 			}
 			for tenant, want := range map[string]int{"ten_a": 2, "ten_b": 1} {
-				as, err := q.List(ctx, tenant, webhooks.ListFilter{})
+				as, err := q.List(ctx, tenant, domain.DeliveryFilter{})
 				if err != nil || len(as) != want {
 					t.Errorf("List(%s) = %d attempts, %v; want %d", tenant, len(as), err, want)
 				}
@@ -438,12 +439,12 @@ func TestWorkerRefusesOrSkips(t *testing.T) {
 				Backoff: webhooks.Backoff{Base: time.Millisecond, Max: time.Millisecond, MaxAttempts: 2}})
 			for _, tc := range []struct {
 				name, webhook string
-				want          webhooks.Status
+				want          domain.DeliveryStatus
 				wantAttempts  []string
 			}{
-				{"inactive webhook", "wh_inactive", webhooks.StatusDisabled, nil},
-				{"unknown webhook", "wh_unknown", webhooks.StatusDisabled, nil},
-				{"private url refused at delivery", "wh_private", webhooks.StatusFailed,
+				{"inactive webhook", "wh_inactive", domain.DeliveryDisabled, nil},
+				{"unknown webhook", "wh_unknown", domain.DeliveryDisabled, nil},
+				{"private url refused at delivery", "wh_private", domain.DeliveryFailed,
 					[]string{"url refused: address not allowed: loopback address", "url refused: address not allowed: loopback address"}},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
@@ -486,7 +487,7 @@ func TestWorkerWake(t *testing.T) {
 		t.Fatal(err)
 	}
 	wake <- struct{}{}
-	if st := waitStatus(t, q, "ten_a", id, 5*time.Second); st.Status != webhooks.StatusDelivered {
+	if st := waitStatus(t, q, "ten_a", id, 5*time.Second); st.Status != domain.DeliveryDelivered {
 		t.Errorf("status %s", st.Status)
 	}
 }

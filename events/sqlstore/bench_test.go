@@ -9,7 +9,7 @@ import (
 
 	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/events/sqlstore"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 )
 
 // BenchmarkAppend appends single-event calls from 1, 8 and 32 concurrent

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/haldir-dev/haldir/events"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // probeEvery is how long the outcome of the store's last write attempt
@@ -20,16 +20,6 @@ const probeEvery = time.Second
 // refuses do; a row that fits in a page with room to spare would still be
 // taken.
 var probePad = make([]byte, 4096)
-
-// unavailable wraps err in events.ErrUnavailable when it says the database
-// cannot write for want of storage (sqldb.IsStorageFailure), leaving every
-// other error as it is.
-func unavailable(err error) error {
-	if err == nil || errors.Is(err, events.ErrUnavailable) || !sqldb.IsStorageFailure(err) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", events.ErrUnavailable, err)
-}
 
 // writeHealth is the outcome of the store's last write attempt, a ledger
 // commit or a probe.
@@ -91,7 +81,7 @@ func (s *Store) Ready(ctx context.Context) error {
 	if err, ok := s.health.fresh(probeEvery); ok {
 		return err // a concurrent call has just probed
 	}
-	err := unavailable(s.probe(ctx))
+	err := sqldb.Unavailable(s.probe(ctx))
 	s.health.record(err)
 	return err
 }

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/haldir-dev/haldir/events"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // ledgerLock is the Postgres advisory lock key that serialises appends.
@@ -238,7 +238,7 @@ func (s *Store) commit(calls []*appendCall) {
 		s.lastPos = -1
 		results, last, err = s.write(calls, true)
 	}
-	err = unavailable(err)
+	err = sqldb.Unavailable(err)
 	s.health.record(err)
 	if err != nil {
 		s.lastPos = -1 // caches may describe rows that were rolled back

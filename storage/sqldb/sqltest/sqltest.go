@@ -22,7 +22,7 @@ import (
 	"testing"
 
 	"github.com/haldir-dev/haldir/migrations"
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // DefaultPostgresURL is used when HALDIR_TEST_POSTGRES is unset.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // TestRelaxedTxRestoresDurability: a relaxed transaction lowers SQLite's

@@ -14,28 +14,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
-
-// Status of a reservation.
-type Status int
-
-// Reservation states.
-const (
-	InProgress Status = 0
-	Completed  Status = 1
-	// Unreplayable: completed, but the response held a secret shown only
-	// once (a new API key), so it was not stored.
-	Unreplayable Status = 2
-)
-
-// Record is a reservation as stored.
-type Record struct {
-	RequestHash string
-	Status      Status
-	Response    []byte
-	CreatedAt   time.Time
-}
 
 // Store keeps reservations. Retention is how long completed keys are kept.
 type Store struct {
@@ -49,18 +30,18 @@ func New(db *sqldb.DB) *Store { return &Store{db: db, Retention: 48 * time.Hour}
 // Reserve tries to reserve key for a request with the given hash. It
 // returns reserved true when the caller now owns the key; otherwise it
 // returns the existing record.
-func (s *Store) Reserve(ctx context.Context, tenant, key, hash string, now time.Time) (reserved bool, existing Record, err error) {
+func (s *Store) Reserve(ctx context.Context, tenant, key, hash string, now time.Time) (reserved bool, existing domain.Reservation, err error) {
 	res, err := s.db.Write.ExecContext(ctx, s.db.Rebind(`INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, created_at)
 VALUES (?, ?, ?, 0, ?) ON CONFLICT (tenant_id, key) DO NOTHING`), tenant, key, hash, now.UnixNano())
 	if err != nil {
-		return false, Record{}, fmt.Errorf("idempotency: reserve: %w", err)
+		return false, domain.Reservation{}, fmt.Errorf("idempotency: reserve: %w", sqldb.Unavailable(err))
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
-		return true, Record{}, nil
+		return true, domain.Reservation{}, nil
 	}
 	rec, found, err := s.Get(ctx, tenant, key)
 	if err != nil {
-		return false, Record{}, err
+		return false, domain.Reservation{}, err
 	}
 	if !found { // expired between the insert and the read: try once more
 		return s.Reserve(ctx, tenant, key, hash, now)
@@ -69,8 +50,8 @@ VALUES (?, ?, ?, 0, ?) ON CONFLICT (tenant_id, key) DO NOTHING`), tenant, key, h
 }
 
 // Get reads a reservation.
-func (s *Store) Get(ctx context.Context, tenant, key string) (Record, bool, error) {
-	var r Record
+func (s *Store) Get(ctx context.Context, tenant, key string) (domain.Reservation, bool, error) {
+	var r domain.Reservation
 	var created int64
 	err := s.db.Write.QueryRowContext(ctx, s.db.Rebind("SELECT request_hash, status, response, created_at FROM idempotency_keys WHERE tenant_id = ? AND key = ?"),
 		tenant, key).Scan(&r.RequestHash, &r.Status, &r.Response, &created)
@@ -98,7 +79,7 @@ func (s *Store) TakeOver(ctx context.Context, tenant, key string, createdAt, now
 
 // Complete stores the response for a reserved key. A nil response with
 // status Unreplayable records completion without the body.
-func (s *Store) Complete(ctx context.Context, tenant, key string, status Status, response []byte, now time.Time) error {
+func (s *Store) Complete(ctx context.Context, tenant, key string, status domain.ReservationStatus, response []byte, now time.Time) error {
 	_, err := s.db.Write.ExecContext(ctx, s.db.Rebind("UPDATE idempotency_keys SET status = ?, response = ?, completed_at = ? WHERE tenant_id = ? AND key = ?"),
 		int(status), response, now.UnixNano(), tenant, key)
 	if err != nil {

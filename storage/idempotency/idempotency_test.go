@@ -10,8 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/haldir-dev/haldir/idempotency"
-	"github.com/haldir-dev/haldir/sqldb/sqltest"
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/storage/idempotency"
+	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 )
 
 // t0 has nanoseconds, so a store that truncated created_at would show.
@@ -38,7 +39,7 @@ func mustReserve(t *testing.T, s *idempotency.Store, tenant, key, hash string, n
 	}
 }
 
-func get(t *testing.T, s *idempotency.Store, tenant, key string) (idempotency.Record, bool) {
+func get(t *testing.T, s *idempotency.Store, tenant, key string) (domain.Reservation, bool) {
 	t.Helper()
 	rec, found, err := s.Get(context.Background(), tenant, key)
 	if err != nil {
@@ -61,7 +62,7 @@ func TestLifecycle(t *testing.T) {
 	reserve := func(hash string, now time.Time) step {
 		return func(t *testing.T, s *idempotency.Store, tenant string) { mustReserve(t, s, tenant, key, hash, now) }
 	}
-	complete := func(st idempotency.Status, body []byte) step {
+	complete := func(st domain.ReservationStatus, body []byte) step {
 		return func(t *testing.T, s *idempotency.Store, tenant string) {
 			if err := s.Complete(context.Background(), tenant, key, st, body, t0.Add(time.Second)); err != nil {
 				t.Fatalf("Complete: %v", err)
@@ -77,7 +78,7 @@ func TestLifecycle(t *testing.T) {
 		name  string
 		steps []step
 		// want is what Get returns afterwards; nil means not found.
-		want *idempotency.Record
+		want *domain.Reservation
 	}{
 		{
 			name:  "nothing reserved",
@@ -87,18 +88,18 @@ func TestLifecycle(t *testing.T) {
 		{
 			name:  "reserved is in progress, created at the reservation time",
 			steps: []step{reserve("h1", t0)},
-			want:  &idempotency.Record{RequestHash: "h1", Status: idempotency.InProgress, CreatedAt: t0},
+			want:  &domain.Reservation{RequestHash: "h1", Status: domain.ReservationInProgress, CreatedAt: t0},
 		},
 		{
 			name:  "completed stores the response",
-			steps: []step{reserve("h1", t0), complete(idempotency.Completed, []byte(`{"status":201,"body":{"id":"x"}}`))},
-			want: &idempotency.Record{RequestHash: "h1", Status: idempotency.Completed, CreatedAt: t0,
+			steps: []step{reserve("h1", t0), complete(domain.ReservationCompleted, []byte(`{"status":201,"body":{"id":"x"}}`))},
+			want: &domain.Reservation{RequestHash: "h1", Status: domain.ReservationCompleted, CreatedAt: t0,
 				Response: []byte(`{"status":201,"body":{"id":"x"}}`)},
 		},
 		{
 			name:  "unreplayable stores no body",
-			steps: []step{reserve("h1", t0), complete(idempotency.Unreplayable, nil)},
-			want:  &idempotency.Record{RequestHash: "h1", Status: idempotency.Unreplayable, CreatedAt: t0},
+			steps: []step{reserve("h1", t0), complete(domain.ReservationUnreplayable, nil)},
+			want:  &domain.Reservation{RequestHash: "h1", Status: domain.ReservationUnreplayable, CreatedAt: t0},
 		},
 		{
 			name:  "released in progress is gone",
@@ -108,17 +109,17 @@ func TestLifecycle(t *testing.T) {
 		{
 			name:  "released then reserved again by a retry",
 			steps: []step{reserve("h1", t0), release, reserve("h2", t0.Add(time.Minute))},
-			want:  &idempotency.Record{RequestHash: "h2", Status: idempotency.InProgress, CreatedAt: t0.Add(time.Minute)},
+			want:  &domain.Reservation{RequestHash: "h2", Status: domain.ReservationInProgress, CreatedAt: t0.Add(time.Minute)},
 		},
 		{
 			name:  "release does not drop a completed key",
-			steps: []step{reserve("h1", t0), complete(idempotency.Completed, []byte("r")), release},
-			want:  &idempotency.Record{RequestHash: "h1", Status: idempotency.Completed, CreatedAt: t0, Response: []byte("r")},
+			steps: []step{reserve("h1", t0), complete(domain.ReservationCompleted, []byte("r")), release},
+			want:  &domain.Reservation{RequestHash: "h1", Status: domain.ReservationCompleted, CreatedAt: t0, Response: []byte("r")},
 		},
 		{
 			name:  "release does not drop an unreplayable key",
-			steps: []step{reserve("h1", t0), complete(idempotency.Unreplayable, nil), release},
-			want:  &idempotency.Record{RequestHash: "h1", Status: idempotency.Unreplayable, CreatedAt: t0},
+			steps: []step{reserve("h1", t0), complete(domain.ReservationUnreplayable, nil), release},
+			want:  &domain.Reservation{RequestHash: "h1", Status: domain.ReservationUnreplayable, CreatedAt: t0},
 		},
 		{
 			name:  "release of an unknown key is harmless",
@@ -180,19 +181,19 @@ func TestTakeOver(t *testing.T) {
 		setup    func(t *testing.T, s *idempotency.Store, tenant string)
 		observed time.Time // the created_at the caller saw
 		wantOK   bool
-		want     *idempotency.Record // Get afterwards; nil means not found
+		want     *domain.Reservation // Get afterwards; nil means not found
 	}{
 		{
 			name:     "in progress as observed",
 			observed: t0,
 			wantOK:   true,
-			want:     &idempotency.Record{RequestHash: "h1", Status: idempotency.InProgress, CreatedAt: later},
+			want:     &domain.Reservation{RequestHash: "h1", Status: domain.ReservationInProgress, CreatedAt: later},
 		},
 		{
 			name:     "observed an older reservation",
 			observed: t0.Add(-time.Nanosecond),
 			wantOK:   false,
-			want:     &idempotency.Record{RequestHash: "h1", Status: idempotency.InProgress, CreatedAt: t0},
+			want:     &domain.Reservation{RequestHash: "h1", Status: domain.ReservationInProgress, CreatedAt: t0},
 		},
 		{
 			name: "another duplicate took it over first",
@@ -203,18 +204,18 @@ func TestTakeOver(t *testing.T) {
 			},
 			observed: t0,
 			wantOK:   false,
-			want:     &idempotency.Record{RequestHash: "h1", Status: idempotency.InProgress, CreatedAt: t0.Add(time.Minute)},
+			want:     &domain.Reservation{RequestHash: "h1", Status: domain.ReservationInProgress, CreatedAt: t0.Add(time.Minute)},
 		},
 		{
 			name: "completed meanwhile",
 			setup: func(t *testing.T, s *idempotency.Store, tenant string) {
-				if err := s.Complete(context.Background(), tenant, key, idempotency.Completed, []byte("r"), t0.Add(time.Second)); err != nil {
+				if err := s.Complete(context.Background(), tenant, key, domain.ReservationCompleted, []byte("r"), t0.Add(time.Second)); err != nil {
 					t.Fatal(err)
 				}
 			},
 			observed: t0,
 			wantOK:   false,
-			want:     &idempotency.Record{RequestHash: "h1", Status: idempotency.Completed, CreatedAt: t0, Response: []byte("r")},
+			want:     &domain.Reservation{RequestHash: "h1", Status: domain.ReservationCompleted, CreatedAt: t0, Response: []byte("r")},
 		},
 		{
 			name: "released meanwhile",
@@ -272,7 +273,7 @@ func TestConcurrentReserveHasOneOwner(t *testing.T) {
 			s := newStore(t, b)
 			type result struct {
 				reserved bool
-				existing idempotency.Record
+				existing domain.Reservation
 				err      error
 			}
 			results := make([]result, n)
@@ -303,7 +304,7 @@ func TestConcurrentReserveHasOneOwner(t *testing.T) {
 			if owners != 1 {
 				t.Fatalf("%d of %d concurrent Reserve calls own the key, want exactly 1", owners, n)
 			}
-			want := idempotency.Record{RequestHash: "h", Status: idempotency.InProgress, CreatedAt: owner}
+			want := domain.Reservation{RequestHash: "h", Status: domain.ReservationInProgress, CreatedAt: owner}
 			for i, r := range results {
 				if r.reserved {
 					continue
@@ -369,7 +370,7 @@ func TestTenantsAreIsolated(t *testing.T) {
 			mustReserve(t, s, "t_b", "shared", "hb", t0.Add(time.Second))
 			mustReserve(t, s, "t_c", "shared", "hc", t0.Add(2*time.Second))
 
-			if err := s.Complete(ctx, "t_a", "shared", idempotency.Completed, []byte("a's response"), t0.Add(time.Minute)); err != nil {
+			if err := s.Complete(ctx, "t_a", "shared", domain.ReservationCompleted, []byte("a's response"), t0.Add(time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.Release(ctx, "t_b", "shared"); err != nil {
@@ -379,13 +380,13 @@ func TestTenantsAreIsolated(t *testing.T) {
 				t.Fatalf("TakeOver in t_a with t_c's created_at = %v, %v; want false", ok, err)
 			}
 
-			want := map[string]*idempotency.Record{
-				"t_a": {RequestHash: "ha", Status: idempotency.Completed, CreatedAt: t0, Response: []byte("a's response")},
+			want := map[string]*domain.Reservation{
+				"t_a": {RequestHash: "ha", Status: domain.ReservationCompleted, CreatedAt: t0, Response: []byte("a's response")},
 				"t_b": nil,
-				"t_c": {RequestHash: "hc", Status: idempotency.InProgress, CreatedAt: t0.Add(2 * time.Second)},
+				"t_c": {RequestHash: "hc", Status: domain.ReservationInProgress, CreatedAt: t0.Add(2 * time.Second)},
 				"t_d": nil,
 			}
-			got := map[string]*idempotency.Record{}
+			got := map[string]*domain.Reservation{}
 			for tenant := range want {
 				if rec, found := get(t, s, tenant, "shared"); found {
 					got[tenant] = &rec
@@ -459,7 +460,7 @@ func TestExpire(t *testing.T) {
 						mustReserve(t, s, "t_b", key, "h", at)
 					}
 					for _, key := range tc.completed {
-						if err := s.Complete(ctx, "t_a", key, idempotency.Completed, []byte("r"), tc.created[key].Add(time.Second)); err != nil {
+						if err := s.Complete(ctx, "t_a", key, domain.ReservationCompleted, []byte("r"), tc.created[key].Add(time.Second)); err != nil {
 							t.Fatal(err)
 						}
 					}

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/haldir-dev/haldir/sqldb"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 	"github.com/haldir-dev/haldir/vault"
 )
 

@@ -19,6 +19,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/haldir-dev/haldir/events"
 )
 
 // Dialect names a SQL database family.
@@ -250,4 +252,14 @@ func IsAppendOnlyViolation(err error) bool {
 		return se.Code() == 1811 // SQLITE_CONSTRAINT_TRIGGER, from RAISE(ABORT, …)
 	}
 	return false
+}
+
+// Unavailable wraps err in events.ErrUnavailable when it is a storage
+// failure (IsStorageFailure), so that callers answer 503 with Retry-After;
+// every other error is returned as it is.
+func Unavailable(err error) error {
+	if err == nil || errors.Is(err, events.ErrUnavailable) || !IsStorageFailure(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", events.ErrUnavailable, err)
 }

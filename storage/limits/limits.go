@@ -1,0 +1,42 @@
+// Package limits keeps rate-limit windows in the database, so that every
+// replica on one store counts against the same window.
+package limits
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/haldir-dev/haldir/ratelimit"
+	"github.com/haldir-dev/haldir/storage/sqldb"
+)
+
+// SQL is a ratelimit.Limiter whose counters live in the database, so every replica
+// shares them.
+type SQL struct {
+	db *sqldb.DB
+}
+
+// New returns a database-backed Limiter.
+func New(db *sqldb.DB) *SQL { return &SQL{db: db} }
+
+// Allow implements ratelimit.Limiter.
+func (s *SQL) Allow(ctx context.Context, key string, limit int, window time.Duration, now time.Time) (ratelimit.Result, error) {
+	if limit <= 0 {
+		return ratelimit.Result{Allowed: true}, nil
+	}
+	start := ratelimit.WindowStart(now, window)
+	var count int64
+	err := s.db.Write.QueryRowContext(ctx, s.db.Rebind(`INSERT INTO rate_windows (key, window_start, count) VALUES (?, ?, 1)
+ON CONFLICT (key, window_start) DO UPDATE SET count = rate_windows.count + 1 RETURNING count`), key, start.UnixNano()).Scan(&count)
+	if err != nil {
+		return ratelimit.Result{}, fmt.Errorf("ratelimit: count: %w", err)
+	}
+	return ratelimit.Counted(count, limit, start, window), nil
+}
+
+// Expire deletes windows that ended before cutoff.
+func (s *SQL) Expire(ctx context.Context, cutoff time.Time) error {
+	_, err := s.db.Write.ExecContext(ctx, s.db.Rebind("DELETE FROM rate_windows WHERE window_start < ?"), cutoff.UnixNano())
+	return err
+}
