@@ -64,6 +64,7 @@ func TestReplicas(t *testing.T) {
 	t.Run("an approval has one decision", func(t *testing.T) { approvalAcrossReplicas(t, cl) })
 	t.Run("revocations are refused on every replica at once", func(t *testing.T) { revocationsAcrossReplicas(t, cl) })
 	t.Run("a rate limit holds across replicas", func(t *testing.T) { rateLimitAcrossReplicas(t, cl) })
+	t.Run("proxy configuration is in force on every replica at once", func(t *testing.T) { proxyConfigAcrossReplicas(t, cl) })
 }
 
 func paymentsAcrossReplicas(t *testing.T, cl *apptest.Cluster) {
