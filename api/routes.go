@@ -19,6 +19,10 @@ func (s *Server) routeTable() []route {
 		{method: get, path: "/v1/status", auth: authNone, summary: "Component status", handle: s.status},
 		{method: get, path: "/metrics", auth: authOperator, summary: "Prometheus metrics (operator token)", stream: s.prometheus},
 		{method: get, path: "/openapi.json", auth: authNone, summary: "This OpenAPI document", handle: s.openapi},
+		{method: get, path: "/llms.txt", auth: authNone, summary: "The API described for LLMs (llmstxt.org)", stream: s.llmsTxt},
+		{method: get, path: "/.well-known/ai-plugin.json", auth: authNone, summary: "The AI plugin manifest, pointing at this OpenAPI document", handle: s.aiPlugin},
+		{method: get, path: "/docs", auth: authNone, summary: "Human-readable API docs, rendered from this OpenAPI document", stream: s.docs},
+		{method: get, path: "/docs/haldir.css", auth: authNone, summary: "The API docs' stylesheet", stream: s.docsCSS},
 
 		{method: get, path: "/v1/whoami", summary: "The calling key's tenant, prefix and scopes (any valid key)", handle: s.whoami},
 		{method: post, path: "/v1/tenants", auth: authOperator, summary: "Create a tenant and its first key (operator token)", handle: s.createTenant, secretResponse: true},
