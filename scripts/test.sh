@@ -30,3 +30,6 @@ sdk/python/run_tests.sh -q
 
 step "TypeScript SDK"
 sdk/typescript/run_tests.sh
+
+step "deploy checks"
+deploy/check.sh
