@@ -225,10 +225,25 @@ func TestHelmTemplateHPAExistingSecret(t *testing.T) {
 		"spec.metrics.1.resource.target.averageUtilization": 80,
 	})
 	expect(t, one(t, r, "PodDisruptionBudget"), map[string]any{"spec.minAvailable": 2})
-	for _, m := range r.Manifests {
-		if strings.Contains(m.YAML, "ignored-with-existing-secret") {
-			t.Errorf("%s/%s carries eventStore.url although the keys come from existingSecret", m.Kind, m.Name)
-		}
+}
+
+// TestHelmTemplateExistingSecretRefusesValues: with existingSecret the chart
+// creates no Secret, so a key or URL given in values would be dropped
+// silently; it refuses instead.
+func TestHelmTemplateExistingSecretRefusesValues(t *testing.T) {
+	for _, c := range []struct{ name, key, sub string }{
+		{"an event store URL", "eventStore", "url"},
+		{"an encryption key", "secret", "encryptionKey"},
+		{"an admin token", "secret", "adminToken"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			vals := values(t, "hpa-existing-secret-values.yaml")
+			vals[c.key] = map[string]any{c.sub: "dropped-if-not-refused"}
+			_, err := Template("haldir", chartDir, vals)
+			if err == nil || !strings.Contains(err.Error(), `existingSecret "haldir-keys" is set`) {
+				t.Fatalf("got %v, want the values refused", err)
+			}
+		})
 	}
 }
 

@@ -36,7 +36,7 @@ func KubernetesOpenAPI(ctx context.Context) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", KubernetesModule)
 	// Outside any module, so the download leaves this module's go.sum alone.
 	cmd.Dir = os.TempDir()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	cmd.Env = append(os.Environ(), "GOWORK=off")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
