@@ -68,14 +68,9 @@ func (s *Server) status(c *call) (int, any, error) {
 	}, nil
 }
 
+// prometheus serves GET /metrics (operator token): the process's
+// metrics, which hold no tenant's data.
 func (s *Server) prometheus(c *call) error {
-	_, _, head, lag := s.componentStatus(c.ctx)
-	c.w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	s.metrics.write(c.w, map[string]float64{
-		"haldir_ledger_position":       float64(head),
-		"haldir_projection_lag_events": float64(lag),
-		"haldir_uptime_seconds":        time.Since(s.started).Seconds(),
-		"haldir_projection_position":   float64(s.deps.Projected()),
-	})
+	s.metrics.Handler().ServeHTTP(c.w, c.r)
 	return nil
 }

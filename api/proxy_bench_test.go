@@ -37,8 +37,8 @@ func BenchmarkGovernedCallOverhead(b *testing.B) {
 	}
 }
 
-func benchmarkGovernedCall(b *testing.B, backend string) {
-	s := apptest.Start(b, backend)
+func benchmarkGovernedCall(b *testing.B, backend string, opts ...apptest.Option) {
+	s := apptest.Start(b, backend, opts...)
 	c := s.NewTenant("bench")
 	up := newUpstream(b).srv.URL
 	if r := c.Do("POST", "/v1/proxy/upstreams", map[string]any{"name": "files", "url": up}); r.Status != 201 {

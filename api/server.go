@@ -25,6 +25,10 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/domain"
@@ -33,6 +37,7 @@ import (
 	"github.com/haldir-dev/haldir/projections/views"
 	"github.com/haldir-dev/haldir/proxy"
 	"github.com/haldir-dev/haldir/ratelimit"
+	"github.com/haldir-dev/haldir/telemetry"
 	"github.com/haldir-dev/haldir/treelog"
 )
 
@@ -82,6 +87,12 @@ type Options struct {
 	Version            string
 	Log                *slog.Logger
 	Now                func() time.Time
+	// Metrics are served at GET /metrics and count every request; nil
+	// makes a set of the server's own (requests and uptime only).
+	Metrics *telemetry.Metrics
+	// Tracer, when set, traces every request (a server span, continuing
+	// the caller's W3C traceparent); nil traces nothing.
+	Tracer trace.TracerProvider
 }
 
 // Server is the HTTP API. It implements http.Handler.
@@ -93,7 +104,8 @@ type Server struct {
 	router  *mux.Router
 	routes  []route
 	auth    *authenticator
-	metrics *metrics
+	metrics *telemetry.Metrics
+	tracer  trace.Tracer // nil: tracing off
 	chains  chains
 	started time.Time
 	// mcpHandler serves POST /mcp.
@@ -159,7 +171,13 @@ func New(deps Deps, opts Options) *Server {
 	s := &Server{deps: deps, opts: opts, log: opts.Log, now: func() time.Time { return opts.Now().UTC() }, started: time.Now()}
 	s.auth = newAuthenticator(deps.Queries, s.now)
 	s.chains.m = map[string]chainVerdict{}
-	s.metrics = newMetrics()
+	s.metrics = opts.Metrics
+	if s.metrics == nil {
+		s.metrics = telemetry.NewMetrics(telemetry.Sources{Started: s.started})
+	}
+	if opts.Tracer != nil {
+		s.tracer = opts.Tracer.Tracer("github.com/haldir-dev/haldir/api")
+	}
 	s.router = mux.NewRouter()
 	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, domain.Errorf(domain.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
@@ -266,7 +284,17 @@ func (s *Server) handler(rt *route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		ctx, written := commands.WithWritten(r.Context())
+		ctx := r.Context()
+		var span trace.Span
+		if s.tracer != nil {
+			// The route template names the span; the raw path and the query
+			// (which may hold a session id) are not recorded.
+			ctx = telemetry.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+			ctx, span = s.tracer.Start(ctx, rt.method+" "+rt.path, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", rt.method), attribute.String("http.route", rt.path)))
+			r = r.WithContext(ctx)
+		}
+		ctx, written := commands.WithWritten(ctx)
 		c := &call{ctx: ctx, w: sw, r: r, route: rt, requestID: requestID(r), written: written}
 		sw.Header().Set("X-Request-ID", c.requestID)
 		func() {
@@ -282,7 +310,14 @@ func (s *Server) handler(rt *route) http.HandlerFunc {
 			s.serve(c)
 		}()
 		d := time.Since(start)
-		s.metrics.observe(rt.method+" "+rt.path, sw.status, d)
+		s.metrics.Request(rt.method, rt.path, sw.status, d)
+		if span != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+			if sw.status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(sw.status))
+			}
+			span.End()
+		}
 		level := slog.LevelInfo
 		if sw.status >= 500 {
 			level = slog.LevelError

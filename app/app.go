@@ -29,6 +29,8 @@ import (
 	"github.com/haldir-dev/haldir/storage/keystore"
 	"github.com/haldir-dev/haldir/storage/limits"
 	"github.com/haldir-dev/haldir/storage/sqldb"
+	"github.com/haldir-dev/haldir/telemetry"
+	"github.com/haldir-dev/haldir/telemetry/otlp"
 	"github.com/haldir-dev/haldir/treelog"
 	"github.com/haldir-dev/haldir/vault"
 	"github.com/haldir-dev/haldir/webhooks"
@@ -65,7 +67,10 @@ type Config struct {
 	// models to show it, and a read naming a position waits for them to
 	// reach it (default 5 s).
 	ReadYourWritesTimeout time.Duration
-	Version               string
+	// Tracing exports OpenTelemetry traces over OTLP/HTTP when enabled
+	// (package cli turns it on from the OTEL_* environment).
+	Tracing telemetry.TracingConfig
+	Version string
 }
 
 // Secret config values never print.
@@ -123,6 +128,10 @@ type App struct {
 	Guard       outbound.Guard
 	// Upstreams are the tenants' MCP upstream connections in this process.
 	Upstreams *proxy.Tenants
+	// Metrics are the process's Prometheus metrics (GET /metrics).
+	Metrics *telemetry.Metrics
+	// Tracing is the trace pipeline; nil when tracing is off.
+	Tracing *otlp.Tracing
 
 	stop chan struct{}
 	done chan struct{}
@@ -188,8 +197,15 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		limiter = limits.New(db) // replicas share counters
 	}
 	idem := idempotency.New(db)
+	cfg.Tracing.Version = cfg.Version
+	if a.Tracing, err = otlp.Start(ctx, cfg.Tracing); err != nil {
+		a.Projector.Close()
+		a.Store.Close()
+		db.Close()
+		return nil, err
+	}
 	a.Upstreams = proxy.NewTenants(proxy.TenantsOptions{
-		HTTPClient: upstreamClient(a.Guard), ClientName: "haldir-proxy", ClientVersion: cfg.Version, Logger: log.With("component", "proxy"),
+		HTTPClient: upstreamClient(a.Guard, a.Tracing != nil), ClientName: "haldir-proxy", ClientVersion: cfg.Version, Logger: log.With("component", "proxy"),
 		Registrations: a.Queries.Upstreams, Configure: a.Commands.UpstreamSettings,
 		Observe: func(ctx context.Context, tenant, tool, hash string) error {
 			_, err := a.Commands.ObserveTool(ctx, tenant, tool, hash)
@@ -197,6 +213,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		},
 	})
 	governor := a.Commands.NewGovernor(a.Upstreams, a.Queries, windows{limiter}, 0)
+	a.Metrics = telemetry.NewMetrics(telemetry.Sources{
+		LedgerHead:    a.Store.Head,
+		Groups:        []string{projections.CoreGroup.Name, "outbox"},
+		GroupPosition: a.Projector.Position,
+		Upstreams:     a.Upstreams.Health,
+		Started:       time.Now(),
+	})
+	a.Store.OnCommit(func(st sqlstore.CommitStats) { a.Metrics.LedgerCommit(st.Events, st.Duration, st.Err != nil) })
+	governor.Observe(func(d commands.Decision) { a.Metrics.GovernedCall(d.Verdict, string(d.Code), d.Upstream) })
+	governor.Trace(a.Tracing.Provider())
 	a.API = api.New(api.Deps{
 		Commands:    a.Commands,
 		Queries:     a.Queries,
@@ -219,7 +245,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			}
 			return 0
 		},
-	}, api.Options{AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Version: cfg.Version, Log: log})
+	}, api.Options{AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Version: cfg.Version, Log: log, Metrics: a.Metrics, Tracer: a.Tracing.Provider()})
 	observer.Store(a.API)
 	go a.housekeeping(idem, limiter)
 	a.listen()
@@ -353,6 +379,9 @@ func (a *App) Close() error {
 		err = errors.Join(err, errors.New("app: the projector did not stop within 30 s"))
 	}
 	err = errors.Join(err, a.Store.Close())
+	tctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = errors.Join(err, a.Tracing.Shutdown(tctx)) // exports what is left
 	return errors.Join(err, a.DB.Close())
 }
 
@@ -456,6 +485,7 @@ func (a *App) deliver(log *slog.Logger) {
 		Interval:  time.Second,
 		Wake:      wake,
 		Log:       log.With("component", "webhooks"),
+		OnAttempt: a.Metrics.WebhookDelivery,
 		OnGone: func(ctx context.Context, tenant, webhookID string) error {
 			return a.Commands.DisableWebhook(ctx, tenant, webhookID, "the endpoint answered 410 Gone")
 		},
@@ -471,11 +501,16 @@ func (a *App) deliver(log *slog.Logger) {
 // upstreamClient is the HTTP client of every MCP upstream connection: each
 // connection's address is checked by the outbound guard, redirects are
 // never followed (and refused when they point somewhere forbidden), and
-// every phase is bounded.
-func upstreamClient(guard outbound.Guard) *http.Client {
+// every phase is bounded. With tracing on, each request carries the W3C
+// traceparent of the governed call it serves.
+func upstreamClient(guard outbound.Guard, traced bool) *http.Client {
 	tr := &http.Transport{DialContext: guard.DialContext, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 60 * time.Second}
-	return &http.Client{Transport: tr, CheckRedirect: guard.CheckRedirect}
+	var rt http.RoundTripper = tr
+	if traced {
+		rt = telemetry.PropagatingTransport(tr)
+	}
+	return &http.Client{Transport: rt, CheckRedirect: guard.CheckRedirect}
 }
 
 // windows adapts a ratelimit.Limiter to what governed calls count with.

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haldir-dev/haldir/app"
+	"github.com/haldir-dev/haldir/telemetry"
 )
 
 // config builds the server configuration from flags, environment and file.
@@ -30,6 +31,7 @@ func (e *env) config() app.Config {
 		EncryptionKey:        v.GetString("encryption-key"),
 		SigningKey:           v.GetString("signing-key"),
 		AllowPrivateNetworks: v.GetBool("allow-private-networks"),
+		Tracing:              telemetry.TracingFromEnv(os.Getenv),
 		Version:              Version,
 	}
 }

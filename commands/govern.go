@@ -10,6 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/internal/canonical"
 	"github.com/haldir-dev/haldir/vault"
@@ -71,6 +75,75 @@ type Governor struct {
 	reads     ProxyReads
 	limiter   Limiter
 	timeout   time.Duration
+	observe   func(Decision)
+	tracer    trace.Tracer // nil: no spans
+}
+
+// Decision is what became of one governed call, as Observe reports it.
+type Decision struct {
+	// Verdict is "allowed" (the decision was recorded and the call
+	// forwarded), "denied" (refused and recorded) or "error" (it could not
+	// be governed, and was not forwarded).
+	Verdict string
+	// Code is the refusal's or the error's code; empty when allowed.
+	Code domain.Code
+	// PolicyID names the deciding policy of a refusal, when one decided.
+	PolicyID string
+	// Upstream is, for an allowed call, what the upstream did: "ok",
+	// "tool_error" (a result marked isError) or "failed" (no result).
+	Upstream string
+	// SessionID and AgentID are the call's session and agent, when the
+	// session was found; CallID is the allowed call's id.
+	SessionID, AgentID, CallID string
+}
+
+// Observe has fn called once for every governed call, when GovernCall
+// returns (for metrics). Call it before the Governor is used.
+func (g *Governor) Observe(fn func(Decision)) { g.observe = fn }
+
+// Trace has every governed call traced with tp, following the
+// OpenTelemetry GenAI conventions: a span "execute_tool <tool>" with the
+// tool, session, agent, decision and deciding policy, and children for the
+// decision's append, the upstream call and the outcome's append. No span
+// holds an argument, a secret, a hash of either, or a result. Call it
+// before the Governor is used; nil turns tracing off.
+func (g *Governor) Trace(tp trace.TracerProvider) {
+	g.tracer = nil
+	if tp != nil {
+		g.tracer = tp.Tracer("github.com/haldir-dev/haldir/commands")
+	}
+}
+
+// startSpan starts a child span of ctx, or does nothing with tracing off.
+func (g *Governor) startSpan(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if g.tracer == nil {
+		return ctx, nil
+	}
+	return g.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+}
+
+// endSpan ends span (nil with tracing off), marking an error by its code
+// only: an error's text is never recorded.
+func endSpan(span trace.Span, err error, attrs ...attribute.KeyValue) {
+	if span == nil {
+		return
+	}
+	span.SetAttributes(attrs...)
+	if err != nil {
+		code := string(domain.CodeInternal)
+		var de *domain.Error
+		if errors.As(err, &de) {
+			code = string(de.Code)
+		}
+		span.SetAttributes(attribute.String("error.type", code))
+		span.SetStatus(codes.Error, code)
+	}
+	span.End()
+}
+
+// appendSpan starts the span of one ledger append of eventType.
+func (g *Governor) appendSpan(ctx context.Context, eventType string) (context.Context, trace.Span) {
+	return g.startSpan(ctx, "ledger.append "+eventType, trace.SpanKindInternal, attribute.String("haldir.event.type", eventType))
 }
 
 // NewGovernor returns a Governor over upstreams. callTimeout bounds one
@@ -131,6 +204,46 @@ type step func(ctx context.Context, c *governed) (*Refusal, error)
 // not be governed (a failure to record, an unreachable upstream) and the
 // upstream did not act on it.
 func (g *Governor) GovernCall(ctx context.Context, a Actor, c Call) (json.RawMessage, *Refusal, error) {
+	var d Decision
+	ctx, span := g.startSpan(ctx, "execute_tool "+c.Tool, trace.SpanKindInternal,
+		attribute.String("gen_ai.operation.name", "execute_tool"), attribute.String("gen_ai.tool.name", c.Tool))
+	result, refusal, err := g.govern(ctx, a, c, &d)
+	switch {
+	case refusal != nil:
+		d.Verdict, d.Code, d.PolicyID = "denied", refusal.Code, refusal.PolicyID
+	case d.Verdict == "allowed":
+	default:
+		d.Verdict, d.Code = "error", domain.CodeInternal
+		var de *domain.Error
+		if errors.As(err, &de) {
+			d.Code = de.Code
+		}
+	}
+	if g.observe != nil {
+		g.observe(d)
+	}
+	if span != nil {
+		attrs := []attribute.KeyValue{attribute.String("haldir.decision", d.Verdict)}
+		if d.Code != "" {
+			attrs = append(attrs, attribute.String("haldir.decision.code", string(d.Code)))
+		}
+		if d.PolicyID != "" {
+			attrs = append(attrs, attribute.String("haldir.policy.id", d.PolicyID))
+		}
+		if d.SessionID != "" {
+			attrs = append(attrs, attribute.String("haldir.session.id", d.SessionID), attribute.String("gen_ai.agent.id", d.AgentID))
+		}
+		if d.CallID != "" {
+			attrs = append(attrs, attribute.String("gen_ai.tool.call.id", d.CallID))
+		}
+		endSpan(span, err, attrs...)
+	}
+	return result, refusal, err
+}
+
+// govern is GovernCall; it fills d.Verdict and d.Upstream for a call it
+// forwards.
+func (g *Governor) govern(ctx context.Context, a Actor, c Call, d *Decision) (json.RawMessage, *Refusal, error) {
 	upName, toolName, ok := domain.SplitTool(c.Tool)
 	if !ok {
 		return nil, nil, domain.Invalid("tool", "tool must be \"<upstream>.<tool>\"")
@@ -142,6 +255,11 @@ func (g *Governor) GovernCall(ctx context.Context, a Actor, c Call) (json.RawMes
 		return nil, nil, err
 	}
 	gc := &governed{Call: c, a: a, upstream: upName, tool: toolName, argsHash: domain.ArgsHash(c.Arguments), now: g.cmd.now()}
+	defer func() {
+		if gc.found {
+			d.SessionID, d.AgentID = gc.session.ID, gc.session.AgentID
+		}
+	}()
 	for _, check := range []step{g.checkSession, g.checkPin, g.checkPolicies, g.checkApproval, g.reserve, g.inject} {
 		refusal, err := check(ctx, gc)
 		if err == nil && refusal == nil {
@@ -151,9 +269,12 @@ func (g *Governor) GovernCall(ctx context.Context, a Actor, c Call) (json.RawMes
 		if err != nil {
 			return nil, nil, err
 		}
-		return nil, refusal, g.refuse(ctx, gc, refusal)
+		actx, span := g.appendSpan(ctx, domain.TypeToolCallDenied)
+		err = g.refuse(actx, gc, refusal)
+		endSpan(span, err)
+		return nil, refusal, err
 	}
-	return g.forward(ctx, gc)
+	return g.forward(ctx, gc, d)
 }
 
 // refuse records a refused call.
@@ -288,14 +409,17 @@ func (g *Governor) release(ctx context.Context, c *governed, reason string) {
 
 // forward records the decision durably, then makes the call, then records
 // its outcome.
-func (g *Governor) forward(ctx context.Context, c *governed) (json.RawMessage, *Refusal, error) {
-	callID, pos, err := g.cmd.AllowCall(ctx, c.a, domain.ToolCallAllowed{Tool: c.Tool, SessionID: c.session.ID, AgentID: c.session.AgentID,
+func (g *Governor) forward(ctx context.Context, c *governed, d *Decision) (json.RawMessage, *Refusal, error) {
+	actx, span := g.appendSpan(ctx, domain.TypeToolCallAllowed)
+	callID, pos, err := g.cmd.AllowCall(actx, c.a, domain.ToolCallAllowed{Tool: c.Tool, SessionID: c.session.ID, AgentID: c.session.AgentID,
 		ArgsHash: c.argsHash, Cost: c.Cost, AuthorizationID: c.authorizationID, SecretsInjected: c.injected.Names, DefinitionHash: c.definitionHash})
+	endSpan(span, err)
 	if err != nil {
 		g.release(ctx, c, "the decision could not be recorded")
 		g.cmd.log.Error("could not record a call's decision; not forwarding it", "tool", c.Tool, "err", err)
 		return nil, nil, ErrNotRecorded
 	}
+	d.Verdict, d.CallID = "allowed", callID
 	// The decision's projection (read-your-writes) runs alongside the call.
 	settled := make(chan struct{})
 	go func() {
@@ -303,18 +427,31 @@ func (g *Governor) forward(ctx context.Context, c *governed) (json.RawMessage, *
 		g.cmd.Settle(ctx, pos)
 	}()
 	defer func() { <-settled }()
-	result, latency, callErr := g.upstreams.Call(ctx, c.a.Tenant, c.Tool, c.upstreamArguments, g.timeout)
+	// The upstream call's span is the parent of its HTTP requests, which
+	// carry it as their traceparent.
+	uctx, span := g.startSpan(ctx, "tools/call "+c.Tool, trace.SpanKindClient, attribute.String("mcp.method.name", "tools/call"),
+		attribute.String("gen_ai.operation.name", "execute_tool"), attribute.String("gen_ai.tool.name", c.Tool), attribute.String("gen_ai.tool.call.id", callID))
+	result, latency, callErr := g.upstreams.Call(uctx, c.a.Tenant, c.Tool, c.upstreamArguments, g.timeout)
+	endSpan(span, callErr)
 	done := domain.ToolCallCompleted{CallID: callID, Tool: c.Tool, LatencyMS: float64(latency.Microseconds()) / 1000}
 	if callErr != nil {
 		done.Refunded = c.authorizationID != ""
 		g.release(ctx, c, "the upstream call failed")
 		done.Error = callErr.Error()
+		d.Upstream = "failed"
 	} else {
 		result = redact(result, c.injected.Values)
 		done.IsError = isError(result)
 		done.ResultHash = resultHash(result)
+		d.Upstream = "ok"
+		if done.IsError {
+			d.Upstream = "tool_error"
+		}
 	}
-	if err := g.cmd.CompleteCall(context.WithoutCancel(ctx), c.a, done); err != nil {
+	octx, span := g.appendSpan(context.WithoutCancel(ctx), domain.TypeToolCallCompleted)
+	err = g.cmd.CompleteCall(octx, c.a, done)
+	endSpan(span, err)
+	if err != nil {
 		g.cmd.log.Error("could not record a call's outcome", "call", callID, "err", err)
 	}
 	if callErr != nil {

@@ -266,3 +266,28 @@ func describe(err error) string {
 	}
 	return "call failed"
 }
+
+// Health counts the upstreams this process holds, over every tenant:
+// connected ones, and those disconnected or unconfigurable. It makes no
+// I/O, for metrics.
+func (t *Tenants) Health() (connected, down int) {
+	t.mu.Lock()
+	pools := make([]*tenantPool, 0, len(t.pools))
+	for _, tp := range t.pools {
+		pools = append(pools, tp)
+	}
+	t.mu.Unlock()
+	for _, tp := range pools {
+		for _, st := range tp.pool.Statuses() {
+			if st.Connected {
+				connected++
+			} else {
+				down++
+			}
+		}
+		tp.mu.Lock()
+		down += len(tp.broken)
+		tp.mu.Unlock()
+	}
+	return connected, down
+}

@@ -84,6 +84,10 @@ type Worker struct {
 	OnGone func(ctx context.Context, tenantID, webhookID string) error
 	// Log receives failures; nil discards them.
 	Log *slog.Logger
+	// OnAttempt, if set, is told the outcome of every attempt made (for
+	// metrics): OutcomeDelivered, OutcomeRetrying, OutcomeFailed,
+	// OutcomeGone or OutcomeAbandoned.
+	OnAttempt func(outcome string)
 
 	// renewing, when set (by tests), is asked before each renewal; false
 	// skips it, as a frozen or dead process would.
@@ -232,6 +236,21 @@ func (r *run) hold(ctx context.Context, j Job, log *slog.Logger) (held context.C
 	}
 }
 
+// The outcomes of an attempt, as OnAttempt reports them.
+const (
+	OutcomeDelivered = "delivered" // a 2xx answer
+	OutcomeRetrying  = "retrying"  // failed; another attempt is scheduled
+	OutcomeFailed    = "failed"    // failed, and the retries are exhausted
+	OutcomeGone      = "gone"      // 410 Gone: the delivery is disabled
+	OutcomeAbandoned = "abandoned" // the lease was lost: not recorded
+)
+
+func (w *Worker) outcome(o string) {
+	if w.OnAttempt != nil {
+		w.OnAttempt(o)
+	}
+}
+
 // attempt makes and records one attempt of j.
 func (r *run) attempt(ctx context.Context, j Job) {
 	w := r.w
@@ -244,6 +263,7 @@ func (r *run) attempt(ctx context.Context, j Job) {
 		// Another worker has the delivery (or may have it), and sends it
 		// itself: recording this attempt would overwrite its outcome.
 		log.Info("webhooks: delivery lease lost; attempt abandoned and not recorded", "reason", lost.Error())
+		w.outcome(OutcomeAbandoned)
 		return
 	case err != nil:
 		log.Warn("webhooks: endpoint lookup failed; retrying after the lease", "err", err)
@@ -263,10 +283,21 @@ func (r *run) attempt(ctx context.Context, j Job) {
 	if err := w.Queue.Record(ctx, j, res, next); errors.Is(err, ErrLeaseLost) {
 		log.Info("webhooks: delivery lease lost before the attempt was recorded; the new owner's outcome stands",
 			"status_code", res.StatusCode)
+		w.outcome(OutcomeAbandoned)
 		return
 	} else if err != nil {
 		log.Warn("webhooks: cannot record attempt", "err", err)
 		return
+	}
+	switch {
+	case res.OK():
+		w.outcome(OutcomeDelivered)
+	case res.Gone:
+		w.outcome(OutcomeGone)
+	case !next.IsZero():
+		w.outcome(OutcomeRetrying)
+	default:
+		w.outcome(OutcomeFailed)
 	}
 	if !res.OK() {
 		log.Info("webhooks: delivery attempt failed", "status_code", res.StatusCode, "error", res.Error,

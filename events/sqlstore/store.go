@@ -69,6 +69,31 @@ type Store struct {
 	versions   map[streamKey]int64
 	tenantHead map[string]events.TenantHead
 	now        func() time.Time
+
+	// observer, when set, is told of every commit (OnCommit).
+	observer atomic.Pointer[func(CommitStats)]
+}
+
+// CommitStats describes one group commit: the transaction that wrote the
+// events of every append queued together.
+type CommitStats struct {
+	// Events is how many events the transaction held; Appends how many
+	// Append calls it answered.
+	Events, Appends int
+	// Duration is the transaction's time, from begin to durable commit.
+	Duration time.Duration
+	// Err is the commit's failure, nil when it was made durable.
+	Err error
+}
+
+// OnCommit has fn called, on the writer goroutine, after every group
+// commit (for metrics; fn must be quick). nil stops the calls.
+func (s *Store) OnCommit(fn func(CommitStats)) {
+	if fn == nil {
+		s.observer.Store(nil)
+		return
+	}
+	s.observer.Store(&fn)
 }
 
 type streamKey struct{ tenant, stream string }
@@ -233,6 +258,7 @@ func (s *Store) writer() {
 // the UNIQUE constraint on event_id catches it. Only then is the batch
 // rolled back and written again with every id looked up first.
 func (s *Store) commit(calls []*appendCall) {
+	start := time.Now()
 	results, last, err := s.write(calls, false)
 	if err != nil && sqldb.IsUniqueViolation(err) {
 		s.lastPos = -1
@@ -240,6 +266,13 @@ func (s *Store) commit(calls []*appendCall) {
 	}
 	err = sqldb.Unavailable(err)
 	s.health.record(err)
+	if fn := s.observer.Load(); fn != nil {
+		n := 0
+		for _, c := range calls {
+			n += len(c.events)
+		}
+		(*fn)(CommitStats{Events: n, Appends: len(calls), Duration: time.Since(start), Err: err})
+	}
 	if err != nil {
 		s.lastPos = -1 // caches may describe rows that were rolled back
 		for _, c := range calls {
