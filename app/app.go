@@ -339,7 +339,7 @@ func (a *App) housekeeping(idem *idempotency.Store, limiter ratelimit.Limiter) {
 // gracefully, letting in-flight requests finish for up to 20 seconds.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           a.API,
+		Handler:           a.Handler(), // the API, and the dashboard under /dashboard
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      5 * time.Minute,
