@@ -68,8 +68,9 @@ func SchemaLocation(dir string) string {
 
 // WriteSchemas writes one strict JSON schema (draft 4) per kind that the
 // OpenAPI document defines, named as SchemaLocation says, and returns how
-// many it wrote. It converts the way kubeconform's published strict schemas
-// are made:
+// many it wrote. The rules are meant to be those of the strict schemas
+// kubeconform publishes (made from the same kind of document), as far as
+// this check needs them:
 //   - every object that lists properties allows no others
 //     (additionalProperties false), so a misspelt field fails;
 //   - int-or-string becomes a string or an integer, and a resource.Quantity
