@@ -20,7 +20,7 @@ func statusOf(c domain.Code) int {
 		return http.StatusBadRequest
 	case domain.CodeUnauthenticated:
 		return http.StatusUnauthorized
-	case domain.CodeInsufficientScope, domain.CodeSessionInvalid, domain.CodeBudgetExceeded, domain.CodePolicyDenied, domain.CodeApprovalRequired:
+	case domain.CodeInsufficientScope, domain.CodeSessionInvalid, domain.CodeBudgetExceeded, domain.CodePolicyDenied, domain.CodeApprovalRequired, domain.CodeAgentKilled:
 		return http.StatusForbidden
 	case domain.CodeNotFound:
 		return http.StatusNotFound

@@ -64,6 +64,14 @@ func (s *Server) routeTable() []route {
 		{method: post, path: "/mcp", summary: "MCP over Streamable HTTP: Haldir's tools and governed upstream tools (tool-level scopes apply)", stream: s.mcp, rawBody: true},
 		{method: get, path: "/.well-known/mcp/server-card.json", auth: authNone, summary: "MCP server card", handle: s.serverCard},
 
+		{method: post, path: "/v1/agents/{agent_id}/kill", need: need(domain.Sessions, domain.Write), summary: "Stop an agent: revoke its sessions and refuse it everything until unkill", handle: s.killAgent},
+		{method: post, path: "/v1/agents/{agent_id}/unkill", need: need(domain.Sessions, domain.Write), summary: "Lift an agent's kill switch", handle: s.unkillAgent},
+		{method: post, path: "/v1/kill", need: need(domain.Admin, domain.Write), summary: "Stop every agent of the tenant until unkill", handle: s.killTenant},
+		{method: post, path: "/v1/unkill", need: need(domain.Admin, domain.Write), summary: "Lift the tenant's kill switch", handle: s.unkillTenant},
+		{method: get, path: "/v1/kills", need: need(domain.Sessions, domain.Read), summary: "Kill switches in force", handle: s.listKills},
+		{method: post, path: "/v1/admin/kill", auth: authOperator, summary: "Stop every tool call, payment and secret read on the install (operator token)", handle: s.killTenant},
+		{method: post, path: "/v1/admin/unkill", auth: authOperator, summary: "Lift the install-wide kill switch (operator token)", handle: s.unkillTenant},
+
 		{method: post, path: "/v1/payments/authorize", need: need(domain.Payments, domain.Write), summary: "Authorize spend against a session cap", handle: s.authorizePayment},
 
 		{method: post, path: "/v1/audit", need: need(domain.Audit, domain.Write), summary: "Log an agent action", handle: s.logAction},

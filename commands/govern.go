@@ -305,7 +305,20 @@ func (g *Governor) checkSession(ctx context.Context, c *governed) (*Refusal, err
 	case !domain.Grants(c.session.Scopes, scope):
 		return &Refusal{Code: domain.CodeInsufficientScope, Reason: fmt.Sprintf("the session does not hold %q", scope)}, nil
 	}
-	return nil, nil
+	return g.checkAlive(ctx, c, false)
+}
+
+// checkAlive: no kill switch stops the agent. Checked fresh from the
+// ledger once the decision is durable and before the call is forwarded, so
+// that no call decided after a kill's position, or still unforwarded when
+// the kill commits, reaches the upstream.
+func (g *Governor) checkAlive(ctx context.Context, c *governed, fresh bool) (*Refusal, error) {
+	err := g.cmd.alive(ctx, c.a.Tenant, c.session.AgentID, fresh)
+	var de *domain.Error
+	if errors.As(err, &de) {
+		return &Refusal{Code: de.Code, Reason: de.Message}, nil
+	}
+	return nil, err
 }
 
 // checkPin: the tool exists and its definition is the pinned one.
@@ -418,6 +431,19 @@ func (g *Governor) forward(ctx context.Context, c *governed, d *Decision) (json.
 		g.release(ctx, c, "the decision could not be recorded")
 		g.cmd.log.Error("could not record a call's decision; not forwarding it", "tool", c.Tool, "err", err)
 		return nil, nil, ErrNotRecorded
+	}
+	if refusal, err := g.checkAlive(ctx, c, true); refusal != nil || err != nil {
+		refunded := c.authorizationID != ""
+		g.release(ctx, c, "stopped before it was forwarded")
+		reason := "not forwarded: the kill switch could not be checked"
+		if refusal != nil {
+			reason = "not forwarded: " + refusal.Reason
+		}
+		if cerr := g.cmd.CompleteCall(context.WithoutCancel(ctx), c.a, domain.ToolCallCompleted{CallID: callID, Tool: c.Tool, Refunded: refunded, Error: reason}); cerr != nil {
+			g.cmd.log.Error("could not record a call stopped before forwarding", "call", callID, "err", cerr)
+		}
+		d.Verdict, d.CallID = "stopped", callID
+		return nil, refusal, err
 	}
 	d.Verdict, d.CallID = "allowed", callID
 	// The decision's projection (read-your-writes) runs alongside the call.

@@ -54,6 +54,9 @@ type Reads interface {
 	// OpenApprovals returns the bindings of a session's requests that are
 	// pending or approved and unused.
 	OpenApprovals(ctx context.Context, tenant, sessionID string) ([]string, error)
+	// LiveSessions returns the ids of the tenant's sessions of agentID ("" for
+	// every agent) that are neither revoked nor expired at now.
+	LiveSessions(ctx context.Context, tenant, agentID string, now time.Time) ([]string, error)
 	Webhook(ctx context.Context, tenant, id string) (domain.Webhook, bool, error)
 }
 
@@ -69,6 +72,7 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sessions *sessionRepo
+	kills    killSwitches
 	vault    *Vault
 	reads    Reads
 	guard    URLGuard
@@ -112,6 +116,7 @@ func New(store events.Store, waiter Waiter, log *slog.Logger, opts Options) *Ser
 		s.guard = refuseAll{}
 	}
 	s.sessions = newSessionRepo(store, opts.MaxCachedSessions)
+	s.kills.store = store
 	return s
 }
 

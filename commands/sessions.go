@@ -164,10 +164,20 @@ func (s *Service) CreateSession(ctx context.Context, a Actor, req domain.NewSess
 	if err != nil {
 		return created, err
 	}
+	if err := s.alive(ctx, a.Tenant, req.AgentID, false); err != nil {
+		return domain.SessionCreated{}, err
+	}
 	recs, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.SessionStream(id)), Tenant: a.Tenant, Stream: domain.SessionStream(id),
 		ExpectedVersion: 0, Type: domain.TypeSessionCreated, Payload: encode(created), Meta: a.meta(id, req.AgentID)})
 	if err != nil {
 		return created, err
+	}
+	// A kill that committed before the session did may have missed it.
+	if err := s.alive(ctx, a.Tenant, req.AgentID, true); err != nil {
+		if rerr := s.revokeSession(ctx, a, id, "agent_killed"); rerr != nil {
+			return domain.SessionCreated{}, rerr
+		}
+		return domain.SessionCreated{}, err
 	}
 	return decodeRecorded[domain.SessionCreated](recs[0])
 }
@@ -179,11 +189,16 @@ func (s *Service) RevokeSession(ctx context.Context, a Actor, id string) error {
 	if !domain.ValidID("ses", id) {
 		return errNotFound
 	}
+	return s.revokeSession(ctx, a, id, "")
+}
+
+// revokeSession is RevokeSession, recording why (empty: on request).
+func (s *Service) revokeSession(ctx context.Context, a Actor, id, reason string) error {
 	recs, err := s.sessions.update(ctx, a, id, s.now, func(ses domain.Session) (decision, error) {
 		if !ses.RevokedAt.IsZero() {
 			return decision{}, nil
 		}
-		return decision{proposals: []proposal{{domain.TypeSessionRevoked, domain.SessionRevoked{SessionID: id}}}, meta: a.meta(id, ses.AgentID)}, nil
+		return decision{proposals: []proposal{{domain.TypeSessionRevoked, domain.SessionRevoked{SessionID: id, Reason: reason}}}, meta: a.meta(id, ses.AgentID)}, nil
 	})
 	if err != nil {
 		return err
@@ -241,6 +256,9 @@ func (s *Service) AuthorizePayment(ctx context.Context, a Actor, sessionID strin
 func (s *Service) authorize(ctx context.Context, a Actor, sessionID string, amount domain.Money, currency, description string) (PaymentResult, error) {
 	authID := a.newID("pay")
 	recs, err := s.sessions.update(ctx, a, sessionID, s.now, func(ses domain.Session) (decision, error) {
+		if err := s.alive(ctx, a.Tenant, ses.AgentID, false); err != nil {
+			return decision{}, err
+		}
 		ok, denied := ses.Authorize(authID, amount, currency, description, s.now())
 		d := decision{meta: a.meta(sessionID, ses.AgentID)}
 		if ok != nil {
@@ -258,8 +276,18 @@ func (s *Service) authorize(ctx context.Context, a Actor, sessionID string, amou
 	switch recs[0].Type {
 	case domain.TypePaymentAuthorized:
 		p, err := decodeRecorded[domain.PaymentAuthorized](recs[0])
+		if err != nil {
+			return r, err
+		}
+		// A kill that committed before the authorisation did undoes it.
+		if kerr := s.alive(ctx, a.Tenant, p.AgentID, true); kerr != nil {
+			if rerr := s.ReleaseSpend(context.WithoutCancel(ctx), a, sessionID, p.AuthorizationID, p.Amount, "stopped by a kill switch"); rerr != nil {
+				return PaymentResult{}, rerr
+			}
+			return PaymentResult{}, kerr
+		}
 		r.Authorized = &p
-		return r, err
+		return r, nil
 	default:
 		p, err := decodeRecorded[domain.PaymentDenied](recs[0])
 		r.Denied = &p

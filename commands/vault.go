@@ -154,6 +154,11 @@ func (s *Service) ReadSecret(ctx context.Context, a Actor, name, sessionID, via 
 	}
 	sec.Name = name
 	ok, denied := domain.DecideAccess(sec, sec.Exists(), ses, found, via, s.now())
+	if denied == nil {
+		if err := s.alive(ctx, a.Tenant, ses.AgentID, false); err != nil {
+			denied = killedAccess(ok, err)
+		}
+	}
 	p := events.Proposed{ID: a.eventID(domain.SecretAccessStream(name)), Tenant: a.Tenant, Stream: domain.SecretAccessStream(name), ExpectedVersion: events.AnyVersion,
 		Meta: a.meta(sessionID, ses.AgentID)}
 	if denied != nil {
@@ -165,6 +170,15 @@ func (s *Service) ReadSecret(ctx context.Context, a Actor, name, sessionID, via 
 	}
 	p.Type, p.Payload = domain.TypeSecretAccessed, encode(ok)
 	if _, err := s.append(ctx, p); err != nil {
+		return nil, err
+	}
+	// A kill that committed before the read did: the value is not
+	// returned, and the refusal follows the read in the ledger.
+	if err := s.alive(ctx, a.Tenant, ses.AgentID, true); err != nil {
+		p.ID, p.Type, p.Payload = a.eventID(domain.SecretAccessStream(name)), domain.TypeSecretAccessDenied, encode(killedAccess(ok, err))
+		if _, aerr := s.append(context.WithoutCancel(ctx), p); aerr != nil {
+			return nil, aerr
+		}
 		return nil, err
 	}
 	return s.open(ctx, a.Tenant, sec)
@@ -291,4 +305,17 @@ func (s *Service) InjectSecrets(ctx context.Context, a Actor, sessionID string, 
 		return Injected{}, err
 	}
 	return Injected{Arguments: out, Names: names, Values: values}, nil
+}
+
+// killedAccess is the refusal of the read ok describes, by a kill switch.
+func killedAccess(ok *domain.SecretAccessed, err error) *domain.SecretAccessDenied {
+	d := &domain.SecretAccessDenied{Code: domain.CodeAgentKilled, Reason: err.Error()}
+	if ok != nil {
+		d.Name, d.SessionID, d.AgentID, d.Via = ok.Name, ok.SessionID, ok.AgentID, ok.Via
+	}
+	var de *domain.Error
+	if errors.As(err, &de) {
+		d.Reason = de.Message
+	}
+	return d
 }

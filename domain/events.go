@@ -96,6 +96,8 @@ type SessionCreated struct {
 // SessionRevoked ends a session early.
 type SessionRevoked struct {
 	SessionID string `json:"session_id"`
+	// Reason is set when a kill switch revoked it ("agent_killed").
+	Reason string `json:"reason,omitempty"`
 }
 
 // PaymentAuthorized records spend approved against a session's cap.

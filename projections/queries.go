@@ -325,3 +325,26 @@ func (q *Queries) TenantName(ctx context.Context, tenant string) (string, error)
 	}
 	return n, err
 }
+
+// LiveSessions returns the ids of the tenant's sessions of agentID ("" for
+// every agent) that are neither revoked nor expired at now.
+func (q *Queries) LiveSessions(ctx context.Context, tenant, agentID string, now time.Time) ([]string, error) {
+	query, args := "SELECT session_id FROM sessions WHERE tenant_id = ? AND revoked_at IS NULL AND expires_at > ?", []any{tenant, now.UnixNano()}
+	if agentID != "" {
+		query, args = query+" AND agent_id = ?", append(args, agentID)
+	}
+	rows, err := q.db.QueryRead(ctx, query+" ORDER BY session_id", args...)
+	if err != nil {
+		return nil, fmt.Errorf("projections: read live sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}

@@ -130,3 +130,25 @@ func proxyConfigAcrossReplicas(t *testing.T, cl *apptest.Cluster) {
 	}
 	t.Logf("registration, policy, quarantine and approval each in force on the other replicas at the first request after the 2xx (quarantined on %d, approved on %d)", quarantinedOn, approver)
 }
+
+// killAcrossReplicas: a kill answered on one replica refuses the agent on
+// every other at the first request, and so does its lifting; tenant b's
+// agent of the same name is untouched.
+func killAcrossReplicas(t *testing.T, cl *apptest.Cluster) {
+	a := cl.NewTenant("killer")
+	b := cl.NewTenant("bystander")
+	live := newSession(t, a[1], map[string]any{"agent_id": "bot", "spend_limit": 10})
+	a[2].Do("POST", "/v1/payments/authorize", map[string]any{"session_id": live, "amount": 1}).Expect(t, 200)
+	a[0].Do("POST", "/v1/agents/bot/kill", map[string]any{"reason": "replicas"}).Expect(t, 200)
+	for _, i := range []int{1, 2} {
+		a[i].Do("POST", "/v1/sessions", map[string]any{"agent_id": "bot"}).Expect(t, 403, "agent_killed")
+		if r := a[i].Do("POST", "/v1/payments/authorize", map[string]any{"session_id": live, "amount": 1}); r.Status != 403 {
+			t.Errorf("replica %d authorised a killed agent's payment: %s", i, r)
+		}
+	}
+	b[1].Do("POST", "/v1/sessions", map[string]any{"agent_id": "bot"}).Expect(t, 201)
+	a[2].Do("POST", "/v1/agents/bot/unkill", nil).Expect(t, 200)
+	for _, i := range []int{0, 1} {
+		a[i].Do("POST", "/v1/sessions", map[string]any{"agent_id": "bot"}).Expect(t, 201)
+	}
+}

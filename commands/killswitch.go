@@ -1,0 +1,200 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/events"
+)
+
+// killSwitches caches each tenant's folded kill-switch stream, refreshed
+// from the ledger. A refresh reads only the events past the cached
+// version, so it is one indexed read that usually returns nothing.
+//
+// The check that matters is made after a decision is durable (fresh):
+// appends are serialised and positions commit-ordered, so a read made
+// after the decision committed sees every kill committed before it, on any
+// replica. A decision that lost that race is undone and refused. The check
+// made before deciding may use the cache as it is: it only saves work.
+type killSwitches struct {
+	store events.Store
+	mu    sync.Mutex
+	by    map[string]*killEntry
+}
+
+type killEntry struct {
+	mu     sync.Mutex
+	kills  domain.Kills
+	loaded bool
+}
+
+func (k *killSwitches) entry(tenant string) *killEntry {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.by == nil {
+		k.by = map[string]*killEntry{}
+	}
+	e, ok := k.by[tenant]
+	if !ok {
+		e = &killEntry{}
+		k.by[tenant] = e
+	}
+	return e
+}
+
+// state returns the tenant's kills, first reading what the ledger holds
+// past the cache when fresh is set.
+func (k *killSwitches) state(ctx context.Context, tenant string, fresh bool) (domain.Kills, error) {
+	e := k.entry(tenant)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if fresh || !e.loaded {
+		evs, err := k.store.ReadStream(ctx, tenant, domain.KillSwitchStream, e.kills.Version)
+		if err != nil {
+			return domain.Kills{}, err
+		}
+		for i := range evs {
+			if err := e.kills.Apply(evs[i].Type, evs[i].Payload, evs[i].Version); err != nil {
+				return domain.Kills{}, err
+			}
+		}
+		e.loaded = true
+	}
+	out := domain.Kills{Version: e.kills.Version, Killed: make(map[string]domain.AgentKill, len(e.kills.Killed))}
+	for a, kill := range e.kills.Killed {
+		out.Killed[a] = kill
+	}
+	return out, nil
+}
+
+// alive returns a CodeAgentKilled error when a kill in force covers the
+// tenant's agent: its own, its tenant's or the operator's install-wide
+// kill. fresh reads the ledger first (see killSwitches).
+//
+// A cached state that says stopped is confirmed from the ledger before it
+// refuses, so that an unkill on any replica counts at once.
+func (s *Service) alive(ctx context.Context, tenant, agentID string, fresh bool) error {
+	for _, t := range []string{domain.OperatorTenant, tenant} {
+		kills, err := s.kills.state(ctx, t, fresh)
+		if err != nil {
+			return err
+		}
+		_, stopped := kills.Stops(agentID)
+		if stopped && !fresh {
+			if kills, err = s.kills.state(ctx, t, true); err != nil {
+				return err
+			}
+		}
+		if kill, stopped := kills.Stops(agentID); stopped {
+			if t == domain.OperatorTenant {
+				kill.AgentID = ""
+			}
+			return domain.Killed(agentID, kill)
+		}
+	}
+	return nil
+}
+
+// Alive reports, from the ledger, whether a kill switch stops the agent
+// (nil when none does).
+func (s *Service) Alive(ctx context.Context, tenant, agentID string) error {
+	return s.alive(ctx, tenant, agentID, true)
+}
+
+// KillResult is the outcome of Kill and Unkill.
+type KillResult struct {
+	// Changed is false when the kill was already in force (or, for
+	// Unkill, was not).
+	Changed bool
+	// Revoked are the sessions the kill revoked.
+	Revoked []string
+}
+
+// Kill stops agentID ("" for the whole tenant; in domain.OperatorTenant
+// the whole install) until Unkill: one agent.killed event, then the
+// revocation of every live session it covers. From the kill's position on,
+// nothing it covers is authorised or forwarded, on any replica.
+func (s *Service) Kill(ctx context.Context, a Actor, agentID, reason string) (KillResult, error) {
+	var res KillResult
+	ids := a.eventIDs(domain.KillSwitchStream)
+	for attempt := 0; ; attempt++ {
+		kills, err := s.kills.state(ctx, a.Tenant, true)
+		if err != nil {
+			return res, err
+		}
+		kill, changed, err := kills.Kill(agentID, reason, by(a))
+		if err != nil || !changed {
+			break
+		}
+		_, err = s.appendDurable(ctx, events.Proposed{ID: ids(0), Tenant: a.Tenant, Stream: domain.KillSwitchStream,
+			ExpectedVersion: kills.Version, Type: domain.TypeAgentKilled, Payload: encode(kill), Meta: a.meta("", agentID)})
+		if errors.Is(err, events.ErrConflict) && retryPause(ctx, attempt) {
+			continue
+		}
+		if err != nil {
+			return res, err
+		}
+		res.Changed = true
+		if _, err := s.kills.state(ctx, a.Tenant, true); err != nil { // this replica's checks see it at once
+			return res, err
+		}
+		break
+	}
+	if a.Tenant == domain.OperatorTenant || s.reads == nil {
+		return res, nil
+	}
+	// Revoke what the kill covers (also when it was in force already:
+	// a session that slipped in while it was being pulled ends here).
+	live, err := s.reads.LiveSessions(ctx, a.Tenant, agentID, s.now())
+	if err != nil {
+		return res, err
+	}
+	for _, id := range live {
+		if err := s.revokeSession(ctx, a, id, "agent_killed"); err != nil {
+			return res, err
+		}
+		res.Revoked = append(res.Revoked, id)
+	}
+	return res, nil
+}
+
+// Unkill lifts the kill of agentID ("" for the whole tenant). The sessions
+// the kill revoked stay revoked; new ones may be created.
+func (s *Service) Unkill(ctx context.Context, a Actor, agentID string) (KillResult, error) {
+	ids := a.eventIDs(domain.KillSwitchStream)
+	for attempt := 0; ; attempt++ {
+		kills, err := s.kills.state(ctx, a.Tenant, true)
+		if err != nil {
+			return KillResult{}, err
+		}
+		lift, changed, err := kills.Unkill(agentID, by(a))
+		if err != nil || !changed {
+			return KillResult{}, err
+		}
+		_, err = s.append(ctx, events.Proposed{ID: ids(0), Tenant: a.Tenant, Stream: domain.KillSwitchStream,
+			ExpectedVersion: kills.Version, Type: domain.TypeAgentUnkilled, Payload: encode(lift), Meta: a.meta("", agentID)})
+		if errors.Is(err, events.ErrConflict) && retryPause(ctx, attempt) {
+			continue
+		}
+		if err != nil {
+			return KillResult{}, err
+		}
+		_, err = s.kills.state(ctx, a.Tenant, true)
+		return KillResult{Changed: true}, err
+	}
+}
+
+// Kills returns the kills in force in the tenant, from the ledger.
+func (s *Service) Kills(ctx context.Context, tenant string) (domain.Kills, error) {
+	return s.kills.state(ctx, tenant, true)
+}
+
+// by names who pulls or lifts a kill: the key's prefix, or the operator.
+func by(a Actor) string {
+	if a.KeyPrefix == "" {
+		return "operator"
+	}
+	return a.KeyPrefix
+}
