@@ -149,6 +149,12 @@ func TestTracingGovernedCall(t *testing.T) {
 	}
 	a.Do("POST", "/v1/proxy/call", map[string]any{"tool": "files.delete", "session_id": ses, "arguments": map[string]any{"path": argument}}).
 		Expect(t, 403, "policy_denied")
+	// The same call over /mcp, in a trace of its own.
+	const mcpTrace = "5bf92f3577b34da6a3ce929d0e0e4737"
+	cs := mcpClient(t, s, "Authorization", "Bearer "+a.Key, "X-Haldir-Session", ses, "traceparent", "00-"+mcpTrace+"-10f067aa0ba902b8-01")
+	if out, isErr := callText(t, cs, "files.echo", map[string]any{"message": argument}, nil); isErr || !strings.Contains(out, argument) {
+		t.Fatalf("the MCP call: %q (error %v)", out, isErr)
+	}
 
 	if err := s.App.Tracing.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -161,12 +167,20 @@ func TestTracingGovernedCall(t *testing.T) {
 	for _, sp := range spans {
 		byName[sp.GetName()] = append(byName[sp.GetName()], sp)
 	}
-	one := func(name string) *tracepb.Span {
+	// one returns the only span named name in the trace (any trace when
+	// trace is "").
+	one := func(name, trace string) *tracepb.Span {
 		t.Helper()
-		if len(byName[name]) != 1 {
-			t.Fatalf("%d spans named %q; spans: %v", len(byName[name]), name, names(spans))
+		var found []*tracepb.Span
+		for _, sp := range byName[name] {
+			if trace == "" || hex.EncodeToString(sp.GetTraceId()) == trace {
+				found = append(found, sp)
+			}
 		}
-		return byName[name][0]
+		if len(found) != 1 {
+			t.Fatalf("%d spans named %q in trace %q; spans: %v", len(found), name, trace, names(spans))
+		}
+		return found[0]
 	}
 	childOf := func(child, parent *tracepb.Span) {
 		t.Helper()
@@ -177,26 +191,18 @@ func TestTracingGovernedCall(t *testing.T) {
 
 	// The allowed call: agent span → server span → execute_tool → the
 	// decision's append, the upstream call, the outcome's append.
-	var server *tracepb.Span
-	for _, sp := range byName["POST /v1/proxy/call"] {
-		if hex.EncodeToString(sp.GetTraceId()) == traceID {
-			server = sp
-		}
-	}
-	if server == nil {
-		t.Fatalf("no server span continues the agent's trace %s; spans: %v", traceID, names(spans))
-	}
+	server := one("POST /v1/proxy/call", traceID)
 	if hex.EncodeToString(server.GetParentSpanId()) != agentSpan || server.GetKind() != tracepb.Span_SPAN_KIND_SERVER {
 		t.Errorf("server span: parent %x kind %v, want the agent's %s, SERVER", server.GetParentSpanId(), server.GetKind(), agentSpan)
 	}
 	if got := attrs(server); got["http.route"] != "/v1/proxy/call" || got["http.request.method"] != "POST" || got["http.response.status_code"] != "200" {
 		t.Errorf("server span attributes = %v", got)
 	}
-	tool := one("execute_tool files.echo")
+	tool := one("execute_tool files.echo", traceID)
 	childOf(tool, server)
-	allowed := one("ledger.append proxy.call_allowed")
-	call := one("tools/call files.echo")
-	completed := one("ledger.append proxy.call_completed")
+	allowed := one("ledger.append proxy.call_allowed", traceID)
+	call := one("tools/call files.echo", traceID)
+	completed := one("ledger.append proxy.call_completed", traceID)
 	for _, c := range []*tracepb.Span{allowed, call, completed} {
 		childOf(c, tool)
 	}
@@ -225,13 +231,29 @@ func TestTracingGovernedCall(t *testing.T) {
 	}
 
 	// The denied call names its deciding policy and is never forwarded.
-	denied := one("execute_tool files.delete")
+	denied := one("execute_tool files.delete", "")
 	if got := attrs(denied); got["haldir.decision"] != "denied" || got["haldir.decision.code"] != "policy_denied" || got["haldir.policy.id"] != policy {
 		t.Errorf("denied call attributes = %v, want decision denied by %s", got, policy)
 	}
-	childOf(one("ledger.append proxy.call_denied"), denied)
+	childOf(one("ledger.append proxy.call_denied", ""), denied)
 	if len(byName["tools/call files.delete"]) != 0 {
 		t.Error("a denied call has an upstream call span")
+	}
+
+	// Over /mcp: the agent's trace continues into the same pipeline.
+	var mcpServer *tracepb.Span
+	for _, sp := range byName["POST /mcp"] {
+		if hex.EncodeToString(sp.GetTraceId()) == mcpTrace && len(byName["execute_tool files.echo"]) > 0 {
+			mt := one("execute_tool files.echo", mcpTrace)
+			if bytes.Equal(mt.GetParentSpanId(), sp.GetSpanId()) {
+				mcpServer = sp
+			}
+		}
+	}
+	if mcpServer == nil {
+		t.Errorf("no execute_tool span under a POST /mcp server span in the agent's trace %s; spans: %v", mcpTrace, names(spans))
+	} else {
+		childOf(one("tools/call files.echo", mcpTrace), one("execute_tool files.echo", mcpTrace))
 	}
 
 	// Nothing exported holds the secret or an argument value; the same
