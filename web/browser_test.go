@@ -164,7 +164,7 @@ func eval[T any](b *browser, expr string) T {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		b.t.Fatalf("%s's browser: evaluating %s: %v", b.name, expr, err)
 	}
@@ -245,7 +245,7 @@ func (b *browser) screenshot(name string) {
 		// The layout must fit: nothing wider than the viewport but the
 		// tables, which scroll inside their own box.
 		if size.mobile {
-			if over := eval[int](b, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
+			if over := eval[int](b, `document.documentElement.scrollWidth`) - int(size.w); over > 0 {
 				b.t.Errorf("%s at phone width is %d px wider than the screen", name, over)
 			}
 		}
