@@ -238,7 +238,9 @@ func (b *browser) screenshot(name string) {
 			opts = append(opts, chromedp.EmulateMobile, chromedp.EmulatePortrait)
 		}
 		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-		if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.w, size.h, opts...)); err != nil {
+		// Reloaded at that width, as a phone would load it (the script
+		// lays some things out on load).
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(size.w, size.h, opts...), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("main h1"))); err != nil {
 			cancel()
 			b.t.Fatal(err)
 		}
@@ -258,5 +260,5 @@ func (b *browser) screenshot(name string) {
 			b.t.Fatal(err)
 		}
 	}
-	b.do(chromedp.EmulateViewport(1280, 860, chromedp.EmulateScale(1)))
+	b.do(chromedp.EmulateViewport(1280, 860, chromedp.EmulateScale(1)), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("main h1")))
 }

@@ -397,6 +397,8 @@ func (h *Handler) revokeSession(w http.ResponseWriter, r *http.Request, v *viewe
 // bar is one bar of an inline SVG chart.
 type bar struct {
 	Label  string
+	Short  string // the label under the bar; Label is in its title
+	Zero   bool
 	Amount string
 	X, Y   int
 	W, H   int
@@ -411,7 +413,7 @@ type chart struct {
 }
 
 func barChart(labels []string, values map[string]int64) chart {
-	const height, gap, barW, top = 160, 8, 36, 10
+	const height, gap, barW, top = 160, 12, 56, 10
 	c := chart{Height: height + 40, Width: max(len(labels)*(barW+gap)+gap, 200)}
 	var peak int64
 	for _, l := range labels {
@@ -427,7 +429,11 @@ func barChart(labels []string, values map[string]int64) chart {
 			hgt = 2
 		}
 		x := gap + i*(barW+gap)
-		c.Bars = append(c.Bars, bar{Label: l, Amount: formatCents(values[l]), X: x, Y: height - hgt, W: barW, H: hgt, TextY: height + 16})
+		short := l
+		if r := []rune(l); len(r) > 9 {
+			short = string(r[:8]) + "…"
+		}
+		c.Bars = append(c.Bars, bar{Label: l, Short: short, Amount: formatCents(values[l]), Zero: values[l] == 0, X: x, Y: height - hgt, W: barW, H: hgt, TextY: height + 16})
 	}
 	return c
 }

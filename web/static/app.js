@@ -63,6 +63,10 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     localize(document);
+    // Charts over time open at their newest end, also on a narrow screen.
+    document.querySelectorAll("[data-scroll-end]").forEach(function (el) {
+      el.scrollLeft = el.scrollWidth;
+    });
     var el = document.getElementById("live");
     if (el) {
       live(el);
