@@ -145,8 +145,26 @@ func TestApproveAndDenyFromTheBrowser(t *testing.T) {
 	id2 := c.Do("POST", "/v1/payments/authorize", map[string]any{"session_id": ses, "amount": 450, "description": "more GPUs"}).Expect(t, 403, "approval_required").Str("request_id")
 	card2 := fmt.Sprintf(`[data-request-id=%q]`, id2)
 	b.waitFor(fmt.Sprintf(`document.querySelector(%q) !== null`, card2))
-	b.do(chromedp.Click(chromedp.CSS(card2 + " button[data-action=deny]")))
+	// By keyboard alone: Tab from the top of the page to the note, type,
+	// Tab to Deny, press Enter.
+	reach := func(sel string) {
+		t.Helper()
+		for range 60 {
+			if eval[bool](b, fmt.Sprintf(`document.activeElement === document.querySelector(%q)`, sel)) {
+				return
+			}
+			b.do(chromedp.KeyEvent("\t"))
+		}
+		t.Fatalf("Tab never reaches %s", sel)
+	}
+	reach(card2 + " input[name=note]")
+	b.do(chromedp.KeyEvent("over budget"))
+	reach(card2 + " button[data-action=deny]")
+	b.do(chromedp.KeyEvent("\r"))
 	b.waitFor(`document.querySelector("#approval-status")?.textContent === "denied"`)
+	if g := c.Do("GET", "/v1/approvals/"+id2, nil); g.Str("decision_note") != "over budget" {
+		t.Errorf("the note typed by keyboard: %s", g)
+	}
 	if g := c.Do("GET", "/v1/approvals/"+id2, nil); g.Str("status") != "denied" {
 		t.Errorf("after deny: %s", g)
 	}

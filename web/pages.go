@@ -524,10 +524,34 @@ func (h *Handler) proxyPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		p.Error = err.Error()
 	}
 	_ = v.get("/v1/proxy/policies").Decode(&pols)
+	// A quarantined tool shows the definition it replaces: the ledger's
+	// quarantine entry names the pinned and the offered hash. (The API
+	// keeps no text of the pinned definition, so the text cannot be
+	// diffed here; the hashes and the new text are what there is.)
+	pinned := map[string]string{}
+	for _, tl := range tools.Tools {
+		if !tl.Quarantined || !v.Can("audit:read") {
+			continue
+		}
+		var pg auditPage
+		if v.get("/v1/audit?limit=50&tool="+url.QueryEscape(tl.Name)).Decode(&pg) != nil {
+			continue
+		}
+		for _, e := range pg.Entries {
+			var d struct {
+				Pinned string `json:"pinned_hash"`
+				New    string `json:"new_hash"`
+			}
+			if e.Type == "proxy.tool_quarantined" && json.Unmarshal(e.Details, &d) == nil && d.New == tl.Hash {
+				pinned[tl.Name] = d.Pinned
+				break
+			}
+		}
+	}
 	if t := r.URL.Query().Get("approved"); t != "" {
 		p.Flash = "The new definition of " + t + " is approved; calls to it are allowed again."
 	}
-	p.Data = map[string]any{"Upstreams": ups.Upstreams, "Tools": tools.Tools, "Policies": pols.Policies}
+	p.Data = map[string]any{"Upstreams": ups.Upstreams, "Tools": tools.Tools, "Policies": pols.Policies, "Pinned": pinned}
 	h.render(w, r, http.StatusOK, "proxy", p)
 }
 

@@ -167,6 +167,9 @@ func TestEveryPage(t *testing.T) {
 	if !strings.Contains(eval[string](b, `document.querySelector("[data-tool='files.echo']").innerText`), "id_rsa") {
 		t.Error("the quarantined tool's new definition is not shown")
 	}
+	if !eval[bool](b, `document.querySelector("[data-tool='files.echo'] .pin-change") !== null`) {
+		t.Error("the quarantined tool does not show the definition hash it replaces")
+	}
 	b.screenshot("proxy")
 	b.do(chromedp.Click(chromedp.CSS(`[data-tool='files.echo'] button`)))
 	b.waitFor(`document.querySelector(".flash")?.textContent.includes("files.echo")`)
