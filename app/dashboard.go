@@ -22,17 +22,30 @@ func (a *App) Handler() http.Handler {
 	}
 	// The sessions' API keys are sealed with the vault's keyring (the
 	// master key of HALDIR_ENCRYPTION_KEY, already loaded once at Open).
-	keyring := sync.OnceValues(func() (*vault.Keyring, error) {
+	// A failed load is retried at the next sign-in rather than remembered.
+	var mu sync.Mutex
+	var ring *vault.Keyring
+	keyring := func(ctx context.Context) (*vault.Keyring, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ring != nil {
+			return ring, nil
+		}
 		master, _, err := keystore.LoadMasterKey(a.Config.EncryptionKey, dataDir)
 		if err != nil {
 			return nil, err
 		}
-		return a.Keys.LoadKeyring(context.Background(), master)
-	})
+		r, err := a.Keys.LoadKeyring(ctx, master)
+		if err != nil {
+			return nil, err
+		}
+		ring = r
+		return r, nil
+	}
 	dash := web.New(web.Options{
 		API:      a.API,
 		Sessions: sqlsessions.New(a.DB),
-		Keyring:  func(context.Context) (*vault.Keyring, error) { return keyring() },
+		Keyring:  keyring,
 		Log:      a.Log.With("component", "dashboard"),
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

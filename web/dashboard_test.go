@@ -142,6 +142,9 @@ func TestApproveAndDenyFromTheBrowser(t *testing.T) {
 
 	// Deny.
 	b.open(s.URL + "/dashboard/approvals")
+	if text := eval[string](b, fmt.Sprintf(`document.querySelector(%q)?.innerText ?? ""`, "[data-decided='"+id+"']")); !strings.Contains(text, "approved by "+whoName(t, c)) {
+		t.Errorf("the recent decisions do not show who approved %s: %q", id, text)
+	}
 	id2 := c.Do("POST", "/v1/payments/authorize", map[string]any{"session_id": ses, "amount": 450, "description": "more GPUs"}).Expect(t, 403, "approval_required").Str("request_id")
 	card2 := fmt.Sprintf(`[data-request-id=%q]`, id2)
 	b.waitFor(fmt.Sprintf(`document.querySelector(%q) !== null`, card2))

@@ -142,7 +142,31 @@ func (h *Handler) approvalsPage(w http.ResponseWriter, r *http.Request, v *viewe
 			out = append(out, &a)
 		}
 	}
-	p.Data = map[string]any{"Pending": out, "Agent": r.URL.Query().Get("agent_id"), "More": len(list.Requests) > 50}
+	// Below them, the latest decisions, from the ledger (audit:read).
+	type decision struct {
+		RequestID, Status, DecidedBy, Note, At string
+	}
+	var decided []decision
+	if v.Can("audit:read") {
+		var pg auditPage
+		if v.get("/v1/audit?tool=approvals&limit=200").Decode(&pg) == nil {
+			for _, e := range pg.Entries {
+				status, ok := strings.CutPrefix(e.Type, "approval.")
+				if !ok || (status != "approved" && status != "denied" && status != "expired") || len(decided) == 20 {
+					continue
+				}
+				var d struct {
+					RequestID string `json:"request_id"`
+					DecidedBy string `json:"decided_by"`
+					Note      string `json:"note"`
+				}
+				if json.Unmarshal(e.Details, &d) == nil && d.RequestID != "" {
+					decided = append(decided, decision{d.RequestID, status, d.DecidedBy, d.Note, e.Timestamp})
+				}
+			}
+		}
+	}
+	p.Data = map[string]any{"Pending": out, "Decided": decided, "Agent": r.URL.Query().Get("agent_id"), "More": len(list.Requests) > 50}
 	h.render(w, r, http.StatusOK, "approvals", p)
 }
 

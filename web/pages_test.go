@@ -233,11 +233,25 @@ func TestAFlippedByteTurnsTheChainRed(t *testing.T) {
 	s := apptest.Start(t, "sqlite")
 	c := s.NewTenant("acme")
 	ses := c.Do("POST", "/v1/sessions", map[string]any{"agent_id": "bot", "spend_limit": 100}).Expect(t, 201).Str("session_id")
-	for i := range 5 {
+	for i := range 55 {
 		c.Do("POST", "/v1/audit", map[string]any{"session_id": ses, "action": fmt.Sprintf("step-%d", i), "tool": "shell"}).Expect(t, 201)
 	}
+	total := int(c.Do("GET", "/v1/admin/overview", nil).Expect(t, 200).Body["audit"].(map[string]any)["entries"].(float64))
 	b := newBrowser(t, browserProcess(t), "auditor")
 	b.signIn(s.URL, c.Key)
+	// Paged: 50 a page, the next page holding the rest.
+	b.open(s.URL + "/dashboard/audit")
+	if n := eval[int](b, `document.querySelectorAll("tbody tr").length`); n != 50 {
+		t.Errorf("the first page shows %d entries, want 50", n)
+	}
+	b.do(chromedp.Click(chromedp.CSS(`a[rel=next]`)))
+	b.waitFor(`location.search.includes("cursor")`)
+	if n := eval[int](b, `document.querySelectorAll("tbody tr").length`); n != total-50 {
+		t.Errorf("the second page shows %d entries, want %d", n, total-50)
+	}
+	if seq := eval[string](b, `document.querySelector("tbody tr td").textContent`); seq != fmt.Sprint(total-50) {
+		t.Errorf("the second page starts at entry %s, want %d", seq, total-50)
+	}
 	b.open(s.URL + "/dashboard/audit")
 	b.do(chromedp.Click(chromedp.CSS("#verify-now")))
 	b.waitFor(`location.search.includes("verify") && document.querySelector("#chain-status")?.textContent === "verified"`)
