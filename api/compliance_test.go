@@ -60,7 +60,7 @@ func TestComplianceEvidence(t *testing.T) {
 			t.Errorf("a modified pack: %v", err)
 		}
 		md := c.Do("GET", "/v1/compliance/evidence"+period+"&format=markdown", nil).Expect(t, 200)
-		for _, want := range []string{"## 2. Access control (SOC 2 CC6.1)", "## 7. Outbound alerting (SOC 2 CC7.3)", "## 8. Signature", "haldir.evidence/" + c.Tenant} {
+		for _, want := range []string{"## 2. Access control (SOC 2 CC6.1)", "## 7. Outbound alerting (SOC 2 CC7.3)", "## 8. Anomaly detection (SOC 2 CC7.2)", "## 9. Signature", "haldir.evidence/" + c.Tenant} {
 			if !strings.Contains(string(md.Raw), want) {
 				t.Errorf("the Markdown pack lacks %q", want)
 			}

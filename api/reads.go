@@ -37,6 +37,8 @@ type Reads interface {
 	Pin(ctx context.Context, tenant, tool string) (domain.ToolPin, bool, error)
 	Policies(ctx context.Context, tenant string) ([]domain.Policy, error)
 
+	AnomalyList(ctx context.Context, tenant string, open bool, limit int) ([]views.Anomaly, error)
+
 	Webhooks(ctx context.Context, tenant string) ([]views.WebhookRow, error)
 	WebhookStats(ctx context.Context, tenant string, since, until time.Time) (views.WebhookStats, error)
 }

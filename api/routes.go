@@ -11,7 +11,7 @@ import (
 // document lists exactly what is served.
 func (s *Server) routeTable() []route {
 	need := func(r domain.Resource, a domain.Access) domain.Need { return domain.Need{Resource: r, Access: a} }
-	get, post, del := http.MethodGet, http.MethodPost, http.MethodDelete
+	get, post, put, del := http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
 	return []route{
 		{method: get, path: "/healthz", auth: authNone, summary: "Liveness", handle: s.healthz},
 		{method: get, path: "/health", auth: authNone, summary: "Liveness (the self-hosting guide's path; an alias of /healthz)", handle: s.healthz},
@@ -71,6 +71,11 @@ func (s *Server) routeTable() []route {
 		{method: get, path: "/v1/kills", need: need(domain.Sessions, domain.Read), summary: "Kill switches in force", handle: s.listKills},
 		{method: post, path: "/v1/admin/kill", auth: authOperator, summary: "Stop every tool call, payment and secret read on the install (operator token)", handle: s.killTenant},
 		{method: post, path: "/v1/admin/unkill", auth: authOperator, summary: "Lift the install-wide kill switch (operator token)", handle: s.unkillTenant},
+
+		{method: get, path: "/v1/anomalies", need: need(domain.Audit, domain.Read), summary: "Anomaly flags, newest first (?open=true: unacknowledged)", handle: s.listAnomalies},
+		{method: post, path: "/v1/anomalies/{id}/ack", need: need(domain.Audit, domain.Write), summary: "Acknowledge an anomaly flag", handle: s.ackAnomaly},
+		{method: get, path: "/v1/anomalies/settings", need: need(domain.Admin, domain.Read), summary: "The tenant's anomaly detector settings", handle: s.anomalySettings},
+		{method: put, path: "/v1/anomalies/settings", need: need(domain.Admin, domain.Write), summary: "Change anomaly detector settings (absent fields keep their value)", handle: s.putAnomalySettings},
 
 		{method: post, path: "/v1/payments/authorize", need: need(domain.Payments, domain.Write), summary: "Authorize spend against a session cap", handle: s.authorizePayment},
 

@@ -65,6 +65,8 @@ type Deps struct {
 	Governor *commands.Governor
 	// Deliveries lists webhook delivery attempts (the delivery log).
 	Deliveries DeliveryLog
+	// AnomalyDefaults are the detector settings of tenants that set none.
+	AnomalyDefaults domain.AnomalySettings
 	// KEKVersion reports the vault's key-encryption key version.
 	KEKVersion func() uint32
 	// WebhookStats reports a tenant's webhook figures for a period.

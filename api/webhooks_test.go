@@ -128,6 +128,11 @@ func TestWebhooksDeliverEveryEvent(t *testing.T) {
 			a.Do("POST", "/v1/payments/authorize", map[string]any{"session_id": ses, "amount": 5}).Expect(t, 200)
 			a.Do("POST", "/v1/payments/authorize", map[string]any{"session_id": ses, "amount": 2}).Expect(t, 403, "budget_exceeded")
 			a.Do("DELETE", "/v1/sessions/"+ses, nil).Expect(t, 200)
+			// An anomaly flag (a first use) and a kill switch.
+			a.Do("PUT", "/v1/anomalies/settings", map[string]any{"first_use": true}).Expect(t, 200)
+			flagged := a.Do("POST", "/v1/sessions", map[string]any{"agent_id": "newcomer"}).Expect(t, 201).Str("session_id")
+			a.Do("POST", "/v1/audit", map[string]any{"session_id": flagged, "tool": "search", "action": "query"}).Expect(t, 201)
+			a.Do("POST", "/v1/agents/nobody/kill", nil).Expect(t, 200)
 			// Break the chain and let verification find it.
 			db := s.App.DB
 			if err := sqltest.Tamper(context.Background(), db, "UPDATE events SET payload = payload || 'x' WHERE tenant_id = ? AND seq = 3", a.Tenant); err != nil {
@@ -135,7 +140,8 @@ func TestWebhooksDeliverEveryEvent(t *testing.T) {
 			}
 			a.Do("GET", "/v1/audit/verify", nil).Expect(t, 200)
 
-			want := []string{"approval.requested", "approval.approved", "approval.denied", "approval.expired", "payment.denied", "session.revoked", "audit.verification_failed"}
+			want := []string{"approval.requested", "approval.approved", "approval.denied", "approval.expired", "payment.denied", "session.revoked", "audit.verification_failed",
+				"anomaly.flagged", "agent.killed"}
 			all.waitFor("every event type", func() bool {
 				got := all.types()
 				for _, w := range want {

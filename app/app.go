@@ -16,6 +16,7 @@ import (
 
 	"github.com/haldir-dev/haldir/api"
 	"github.com/haldir-dev/haldir/commands"
+	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/evidence"
@@ -63,6 +64,10 @@ type Config struct {
 	// WebhookRetry is the delivery retry schedule; zero uses the default
 	// (30 s base, 6 h cap, 12 attempts).
 	WebhookRetry webhooks.Backoff
+	// AnomalyDefaults are the detector settings of tenants that have set
+	// none; nil means domain.DefaultAnomalySettings, and a zero value
+	// turns the detectors off until a tenant turns them on.
+	AnomalyDefaults *domain.AnomalySettings
 	// ReadYourWritesTimeout bounds how long a write waits for the read
 	// models to show it, and a read naming a position waits for them to
 	// reach it (default 5 s).
@@ -114,18 +119,20 @@ func OpenDB(ctx context.Context, cfg Config) (*sqldb.DB, error) {
 
 // App is a running Haldir.
 type App struct {
-	Config      Config
-	Log         *slog.Logger
-	DB          *sqldb.DB
-	Store       *sqlstore.Store
-	Projector   *projections.Projector
-	Commands    *commands.Service
-	Queries     *projections.Queries
-	API         *api.Server
-	Keys        *keystore.Store
-	Checkpoints *treelog.Log
-	Deliveries  *webhooks.Queue
-	Guard       outbound.Guard
+	Config Config
+	// anomalyDefaults are Config.AnomalyDefaults resolved.
+	anomalyDefaults domain.AnomalySettings
+	Log             *slog.Logger
+	DB              *sqldb.DB
+	Store           *sqlstore.Store
+	Projector       *projections.Projector
+	Commands        *commands.Service
+	Queries         *projections.Queries
+	API             *api.Server
+	Keys            *keystore.Store
+	Checkpoints     *treelog.Log
+	Deliveries      *webhooks.Queue
+	Guard           outbound.Guard
 	// Upstreams are the tenants' MCP upstream connections in this process.
 	Upstreams *proxy.Tenants
 	// Metrics are the process's Prometheus metrics (GET /metrics).
@@ -164,7 +171,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			s.Observe(e)
 		}
 	}
-	if a.Projector, err = projections.NewProjector(ctx, db, a.Store, log, core, projections.OutboxGroup(a.Deliveries)); err != nil {
+	a.anomalyDefaults = domain.DefaultAnomalySettings
+	if cfg.AnomalyDefaults != nil {
+		a.anomalyDefaults = *cfg.AnomalyDefaults
+	}
+	if a.Projector, err = projections.NewProjector(ctx, db, a.Store, log, core, projections.OutboxGroup(a.Deliveries), projections.AnomalyGroup(a.anomalyDefaults)); err != nil {
 		a.Store.Close()
 		db.Close()
 		return nil, err
@@ -215,7 +226,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	governor := a.Commands.NewGovernor(a.Upstreams, a.Queries, windows{limiter}, 0)
 	a.Metrics = telemetry.NewMetrics(telemetry.Sources{
 		LedgerHead:    a.Store.Head,
-		Groups:        []string{projections.CoreGroup.Name, "outbox"},
+		Groups:        []string{projections.CoreGroup.Name, "outbox", "anomalies"},
 		GroupPosition: a.Projector.Position,
 		Upstreams:     a.Upstreams.Health,
 		Started:       time.Now(),
@@ -224,17 +235,18 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	governor.Observe(func(d commands.Decision) { a.Metrics.GovernedCall(d.Verdict, string(d.Code), d.Upstream) })
 	governor.Trace(a.Tracing.Provider())
 	a.API = api.New(api.Deps{
-		Commands:    a.Commands,
-		Queries:     a.Queries,
-		Store:       a.Store,
-		Idempotency: idem,
-		Limiter:     limiter,
-		Ready:       a.Store.Ready,
-		Projected:   func() int64 { return a.Projector.Position(projections.CoreGroup.Name) },
-		Log:         a.Checkpoints,
-		Deliveries:  a.Deliveries,
-		Upstreams:   a.Upstreams,
-		Governor:    governor,
+		Commands:        a.Commands,
+		Queries:         a.Queries,
+		Store:           a.Store,
+		Idempotency:     idem,
+		Limiter:         limiter,
+		Ready:           a.Store.Ready,
+		Projected:       func() int64 { return a.Projector.Position(projections.CoreGroup.Name) },
+		AnomalyDefaults: a.anomalyDefaults,
+		Log:             a.Checkpoints,
+		Deliveries:      a.Deliveries,
+		Upstreams:       a.Upstreams,
+		Governor:        governor,
 		WebhookStats: func(ctx context.Context, tenant string, since, until time.Time) (evidence.WebhookStats, error) {
 			s, err := a.Queries.WebhookStats(ctx, tenant, since, until)
 			return evidence.WebhookStats{Registered: s.Registered, Active: s.Active, Attempts: s.Attempts, Delivered: s.Delivered, Failed: s.Failed}, err
@@ -301,10 +313,16 @@ func (a *App) housekeeping(idem *idempotency.Store, limiter ratelimit.Limiter) {
 	defer expiry.Stop()
 	checkpoints := time.NewTicker(time.Minute)
 	defer checkpoints.Stop()
+	flags := time.NewTicker(time.Second)
+	defer flags.Stop()
 	for {
 		select {
 		case <-a.stop:
 			return
+		case <-a.Projector.Advanced(projections.AnomalyGroup(domain.AnomalySettings{}).Name):
+			a.appendFlags()
+		case <-flags.C:
+			a.appendFlags()
 		case <-expiry.C:
 			a.expireApprovals()
 		case <-checkpoints.C:
@@ -455,6 +473,46 @@ func openLog(cfg Config, db *sqldb.DB, q *projections.Queries, log *slog.Logger)
 			"file", filepath.Join(dataDir, treelog.SigningKeyFile))
 	}
 	return treelog.New(checkpoints.New(db), q, q, skey)
+}
+
+// appendFlags appends the flags the detectors raised to the ledger. Every
+// replica may: a flag's event id is derived from the flag, so it lands
+// once.
+func (a *App) appendFlags() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pending, err := a.Queries.PendingFlags(ctx, 200)
+	if err != nil {
+		a.Log.Warn("reading the anomaly outbox failed", "err", err)
+		return
+	}
+	for _, p := range pending {
+		if err := a.Commands.RecordFlag(ctx, p.Tenant, p.Flag); err != nil {
+			a.Log.Warn("recording an anomaly flag failed", "flag", p.Flag.FlagID, "err", err)
+			return
+		}
+		if err := a.respond(ctx, p.Tenant, p.Flag); err != nil {
+			a.Log.Warn("responding to an anomaly flag failed", "flag", p.Flag.FlagID, "err", err)
+			return
+		}
+		if err := a.Queries.FlagAppended(ctx, p.Tenant, p.Flag.FlagID); err != nil {
+			a.Log.Warn("marking an anomaly flag recorded failed", "flag", p.Flag.FlagID, "err", err)
+			return
+		}
+	}
+}
+
+// respond runs the automatic response the tenant chose for the flag's
+// detector. A kill is idempotent, so a flag handled twice (by two
+// replicas, or again after a crash) kills once.
+func (a *App) respond(ctx context.Context, tenant string, f domain.AnomalyFlagged) error {
+	set, err := a.Commands.AnomalySettings(ctx, tenant, a.anomalyDefaults)
+	if err != nil || set.Response(f.Detector) != domain.ResponseKill || f.AgentID == "" {
+		return err
+	}
+	actor := commands.Actor{Tenant: tenant, KeyPrefix: "anomaly-response", Route: "anomaly response"}.WithIdempotencyKey(f.FlagID)
+	_, err = a.Commands.Kill(ctx, actor, f.AgentID, fmt.Sprintf("automatic response to anomaly %s: %s", f.FlagID, f.Reason))
+	return err
 }
 
 // deliver runs the webhook worker until Close. Every replica runs one; the

@@ -48,8 +48,11 @@ func entries(r map[string]any) []map[string]any {
 	return out
 }
 
-func auditQuery(agent, session, tool string, limit int) string {
+func auditQuery(agent, session, tool string, flagged bool, limit int) string {
 	q := url.Values{}
+	if flagged {
+		q.Set("flagged", "true")
+	}
 	for k, v := range map[string]string{"agent_id": agent, "session_id": session, "tool": tool} {
 		if v != "" {
 			q.Set(k, v)
@@ -62,7 +65,7 @@ func auditQuery(agent, session, tool string, limit int) string {
 func newTail(e *env) *cobra.Command {
 	var agent, session, tool string
 	var n int
-	var follow bool
+	var follow, flagged bool
 	cmd := &cobra.Command{
 		Use:     "tail",
 		Short:   "Show the last N audit entries, oldest first; --follow keeps printing new ones",
@@ -71,7 +74,7 @@ func newTail(e *env) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			var r map[string]any
-			if err := e.call(ctx, "GET", auditQuery(agent, session, tool, n), nil, &r); err != nil {
+			if err := e.call(ctx, "GET", auditQuery(agent, session, tool, flagged, n), nil, &r); err != nil {
 				return err
 			}
 			list := entries(r)
@@ -99,7 +102,7 @@ func newTail(e *env) *cobra.Command {
 					return nil
 				case <-time.After(time.Second):
 				}
-				if err := e.call(ctx, "GET", auditQuery(agent, session, tool, 1000), nil, &r); err != nil {
+				if err := e.call(ctx, "GET", auditQuery(agent, session, tool, flagged, 1000), nil, &r); err != nil {
 					return err
 				}
 				list := entries(r)
@@ -116,15 +119,17 @@ func newTail(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&tool, "tool", "", "only this tool")
 	cmd.Flags().IntVarP(&n, "lines", "n", 20, "how many entries")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new entries")
+	cmd.Flags().BoolVar(&flagged, "flagged", false, "only flagged entries (anomalies, denials)")
 	return cmd
 }
 
 func newTrail(e *env) *cobra.Command {
 	var agent, session, tool string
 	var limit int
+	var flagged bool
 	cmd := e.simple("trail", "Query the audit trail, newest first", "  haldir audit trail --session ses_… --limit 100", cobra.NoArgs,
 		func(*cobra.Command, []string) (string, string, any, error) {
-			return "GET", auditQuery(agent, session, tool, limit), nil, nil
+			return "GET", auditQuery(agent, session, tool, flagged, limit), nil, nil
 		},
 		func(w io.Writer, r map[string]any) {
 			for _, m := range entries(r) {
@@ -140,6 +145,7 @@ func newTrail(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&session, "session", "", "only this session")
 	cmd.Flags().StringVar(&tool, "tool", "", "only this tool")
 	cmd.Flags().IntVar(&limit, "limit", 100, "how many entries (1-1000)")
+	cmd.Flags().BoolVar(&flagged, "flagged", false, "only flagged entries (anomalies, denials)")
 	return cmd
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haldir-dev/haldir/app"
+	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/telemetry"
 )
 
@@ -32,6 +33,7 @@ func (e *env) config() app.Config {
 		SigningKey:           v.GetString("signing-key"),
 		AllowPrivateNetworks: v.GetBool("allow-private-networks"),
 		Tracing:              telemetry.TracingFromEnv(os.Getenv),
+		AnomalyDefaults:      anomalyDefaults(v.GetBool("anomaly-defaults")),
 		Version:              Version,
 	}
 }
@@ -73,6 +75,7 @@ applied at start. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.String("log-level", "info", "debug, info, warn or error (env HALDIR_LOG_LEVEL)")
 	f.String("log-format", "json", "json or text (env HALDIR_LOG_FORMAT)")
 	f.Bool("allow-private-networks", false, "let webhooks and MCP upstreams reach loopback, private and link-local addresses (env HALDIR_ALLOW_PRIVATE_NETWORKS)")
+	f.Bool("anomaly-defaults", true, "run the anomaly detectors with default settings for tenants that set none; false: only where a tenant turned them on (env HALDIR_ANOMALY_DEFAULTS)")
 	f.String("debug-addr", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060; keep it private (env HALDIR_DEBUG_ADDR)")
 	return cmd
 }
@@ -112,4 +115,14 @@ func (e *env) serve(ctx context.Context) error {
 	}
 	log.Info("haldir stopped")
 	return nil
+}
+
+// anomalyDefaults is the detectors' default settings: the built-in ones,
+// or, when off, none (a tenant turns them on with PUT
+// /v1/anomalies/settings).
+func anomalyDefaults(on bool) *domain.AnomalySettings {
+	if on {
+		return nil
+	}
+	return &domain.AnomalySettings{}
 }

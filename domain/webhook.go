@@ -36,6 +36,7 @@ func WebhookSecretName(id string) string { return "webhook." + id }
 var DeliveredEvents = []string{
 	TypeApprovalRequested, TypeApprovalApproved, TypeApprovalDenied, TypeApprovalExpired,
 	TypePaymentDenied, TypeSessionRevoked, TypeVerificationFailed,
+	TypeAnomalyFlagged, TypeAgentKilled,
 }
 
 // ValidateWebhookEvents checks a webhook's events filter; nil means all.

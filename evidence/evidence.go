@@ -84,7 +84,7 @@ type Pack struct {
 	Signature   Signature `json:"signature"`
 }
 
-// Sections are the seven signed sections.
+// Sections are the eight signed sections.
 type Sections struct {
 	Identity      Identity      `json:"identity"`
 	AccessControl AccessControl `json:"access_control"`
@@ -93,6 +93,9 @@ type Sections struct {
 	Spend         Spend         `json:"spend_governance"`
 	Approvals     Approvals     `json:"human_approvals"`
 	Alerting      Alerting      `json:"outbound_alerting"`
+	// Anomalies is absent from packs made before it existed, which
+	// therefore still verify (their digest covers what they hold).
+	Anomalies *Anomalies `json:"anomaly_detection,omitempty"`
 }
 
 // Identity is section 1.
@@ -186,6 +189,22 @@ type Alerting struct {
 	Signing     string       `json:"signing"`
 }
 
+// Anomalies is section 8 (CC7.2): the flags the detectors raised in the
+// period, how many were acknowledged, and the kill switches pulled.
+type Anomalies struct {
+	Criterion    string           `json:"soc2"`
+	Flagged      int64            `json:"flagged"`
+	ByDetector   map[string]int64 `json:"by_detector"`
+	BySeverity   map[string]int64 `json:"by_severity"`
+	Acknowledged int64            `json:"acknowledged"`
+	Kills        int64            `json:"kill_switches_pulled"`
+	Lifted       int64            `json:"kill_switches_lifted"`
+	// KilledAtEnd are the agents ("*" for the whole tenant) stopped at
+	// the period's end.
+	KilledAtEnd []string `json:"killed_at_end"`
+	Policy      string   `json:"policy"`
+}
+
 // Manifest describes the population the pack covers.
 type Manifest struct {
 	EventCounts map[string]int64 `json:"event_counts"`
@@ -195,7 +214,7 @@ type Manifest struct {
 	Digest      string           `json:"sections_sha256"`
 }
 
-// Signature is section 8.
+// Signature is section 9.
 type Signature struct {
 	Algorithm string `json:"algorithm"`
 	KeyID     string `json:"key_id"`
@@ -224,6 +243,7 @@ func Build(in Input) (Pack, error) {
 		Spend:         spend(h, logged.cost),
 		Approvals:     approvals(h),
 		Alerting:      alerting(in.Webhooks),
+		Anomalies:     anomalies(h),
 	}}
 	p.Manifest = manifest(h)
 	if p.Manifest.Digest, err = Digest(p.Sections); err != nil {
@@ -496,6 +516,45 @@ func alerting(w WebhookStats) Alerting {
 		s.SuccessRate = fmt.Sprintf("%.2f%%", 100*float64(w.Delivered)/float64(w.Attempts))
 	} else {
 		s.SuccessRate = "n/a (no deliveries in the period)"
+	}
+	return s
+}
+
+// anomalies is section 8: flags and kill switches from the ledger.
+func anomalies(h history) *Anomalies {
+	s := &Anomalies{Criterion: "CC7.2", ByDetector: map[string]int64{}, BySeverity: map[string]int64{}, KilledAtEnd: []string{},
+		Policy: "detectors are projections of the ledger: each flag is a chained event naming its evidence, raised once; a kill switch stops an agent on every replica at once"}
+	var kills domain.Kills
+	for e := range h.all() {
+		if e.Type == domain.TypeAgentKilled || e.Type == domain.TypeAgentUnkilled {
+			if err := kills.Apply(e.Type, e.Payload, e.Version); err != nil {
+				continue
+			}
+		}
+	}
+	for agent := range kills.Killed {
+		if agent == "" {
+			agent = "*"
+		}
+		s.KilledAtEnd = append(s.KilledAtEnd, agent)
+	}
+	sort.Strings(s.KilledAtEnd)
+	for e := range h.period() {
+		switch e.Type {
+		case domain.TypeAnomalyFlagged:
+			var f domain.AnomalyFlagged
+			if json.Unmarshal(e.Payload, &f) == nil {
+				s.Flagged++
+				s.ByDetector[f.Detector]++
+				s.BySeverity[f.Severity]++
+			}
+		case domain.TypeAnomalyAcknowledged:
+			s.Acknowledged++
+		case domain.TypeAgentKilled:
+			s.Kills++
+		case domain.TypeAgentUnkilled:
+			s.Lifted++
+		}
 	}
 	return s
 }

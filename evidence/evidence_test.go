@@ -55,6 +55,12 @@ func fixture(t *testing.T) Input {
 	add(10*time.Hour, domain.TypeApprovalApproved, domain.ApprovalDecided{RequestID: "apr_1", DecidedBy: "alice"})
 	add(11*time.Hour, domain.TypeKeyRevoked, domain.KeyRevoked{Prefix: "hld_ciscisci"})
 	add(12*time.Hour, domain.TypeSecretDeleted, domain.SecretDeleted{Name: "stripe_key", Version: 1})
+	add(13*time.Hour, domain.TypeAnomalyFlagged, domain.AnomalyFlagged{FlagID: "anm_1", Detector: domain.DetectorLoop, Severity: domain.SeverityHigh,
+		AgentID: "bot", Tool: "search", Reason: "search called with the same arguments 21 times within 1m0s", Evidence: []string{"evt_h"}})
+	add(14*time.Hour, domain.TypeAnomalyFlagged, domain.AnomalyFlagged{FlagID: "anm_2", Detector: domain.DetectorFirstUse, Severity: domain.SeverityLow,
+		AgentID: "bot", Tool: "search", Reason: "first use of search", Evidence: []string{"evt_h"}})
+	add(15*time.Hour, domain.TypeAnomalyAcknowledged, domain.AnomalyAcknowledged{FlagID: "anm_2", By: "hld_rootrootr"})
+	add(16*time.Hour, domain.TypeAgentKilled, domain.AgentKill{AgentID: "bot", Reason: "looping", By: "hld_rootrootr"})
 	add(60*24*time.Hour, domain.TypeSessionRevoked, domain.SessionRevoked{SessionID: "ses_1"}) // after the period
 	last := evs[len(evs)-2]
 	return Input{Tenant: "tnt_acme", TenantName: "Acme | Corp", Since: base, Until: base.Add(30 * 24 * time.Hour), Events: evs,
@@ -105,12 +111,16 @@ func TestBuild(t *testing.T) {
 		"flagged": s.AuditTrail.Flagged, "authorized": s.Spend.AuthorizedTotal.String(), "denied over cap": s.Spend.DeniedOverCap,
 		"logged": s.Spend.LoggedCost.String(), "rules": s.Approvals.Rules, "requested": s.Approvals.Requested, "approved": s.Approvals.Approved,
 		"first seq": p.Manifest.FirstSeq, "last seq": p.Manifest.LastSeq, "events": p.Manifest.Events,
+		"anomalies": s.Anomalies.Flagged, "by detector": s.Anomalies.ByDetector, "acked": s.Anomalies.Acknowledged,
+		"kills": s.Anomalies.Kills, "killed at end": s.Anomalies.KilledAtEnd,
 	}
 	want := map[string]any{
 		"keys active": 1, "wildcard": 1, "keys created": 1, "keys revoked": 1, "sessions": int64(1), "sessions revoked": int64(0),
-		"secrets at end": 0, "reads": int64(1), "refused": int64(1), "shredded": int64(1), "entries": int64(12), "total": int64(15),
+		"secrets at end": 0, "reads": int64(1), "refused": int64(1), "shredded": int64(1), "entries": int64(16), "total": int64(19),
 		"flagged": int64(2), "authorized": "29.99", "denied over cap": int64(1), "logged": "0.15", "rules": 1, "requested": int64(1),
-		"approved": int64(1), "first seq": int64(4), "last seq": int64(15), "events": int64(12),
+		"approved": int64(1), "first seq": int64(4), "last seq": int64(19), "events": int64(16),
+		"anomalies": int64(2), "by detector": map[string]int64{"first_use": 1, "loop": 1}, "acked": int64(1),
+		"kills": int64(1), "killed at end": []string{"bot"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("sections (-want +got):\n%s", diff)
@@ -195,5 +205,35 @@ func TestScore(t *testing.T) {
 	broken.Sections.AuditTrail.Chain.Verified = false
 	if b := Score(&broken); b.Score >= sc.Score {
 		t.Errorf("a broken chain did not lower the score: %d vs %d", b.Score, sc.Score)
+	}
+}
+
+// TestPacksWithoutTheAnomalySectionStillVerify: a pack made before section
+// 8 existed holds no "anomaly_detection"; its digest and signature still
+// check out once read back.
+func TestPacksWithoutTheAnomalySectionStillVerify(t *testing.T) {
+	p, vkey := build(t)
+	p.Sections.Anomalies = nil
+	var err error
+	if p.Manifest.Digest, err = Digest(p.Sections); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := testSigner(t)
+	if err := Sign(&p, s, "haldir-test"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("anomaly_detection")) {
+		t.Fatal("an old-format pack carries the anomaly section")
+	}
+	var back Pack
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(&back, vkey); err != nil {
+		t.Errorf("an old-format pack no longer verifies: %v", err)
 	}
 }

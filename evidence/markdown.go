@@ -3,6 +3,7 @@ package evidence
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 )
 
@@ -104,8 +105,21 @@ func WriteMarkdown(w io.Writer, p *Pack) error {
 	row("Success rate", al.SuccessRate)
 	row("Signing", al.Signing)
 
-	b.WriteString("\n## 8. Signature\n\n")
-	fmt.Fprintf(&b, "Sections 1–7 of the JSON pack hash to SHA-256 `%s`, signed with %s, key `%s`:\n\n", p.Manifest.Digest, p.Signature.Algorithm, p.Signature.KeyID)
+	an := s.Anomalies
+	if an == nil {
+		an = &evidenceAnomaliesNone
+	}
+	b.WriteString("\n## 8. Anomaly detection (SOC 2 CC7.2)\n\n")
+	table()
+	row("Flags raised / acknowledged", fmt.Sprintf("%d / %d", an.Flagged, an.Acknowledged))
+	row("By detector", counts(an.ByDetector))
+	row("By severity", counts(an.BySeverity))
+	row("Kill switches pulled / lifted", fmt.Sprintf("%d / %d", an.Kills, an.Lifted))
+	row("Stopped at end of period", strings.Join(an.KilledAtEnd, ", "))
+	row("Policy", an.Policy)
+
+	b.WriteString("\n## 9. Signature\n\n")
+	fmt.Fprintf(&b, "Sections 1–8 of the JSON pack hash to SHA-256 `%s`, signed with %s, key `%s`:\n\n", p.Manifest.Digest, p.Signature.Algorithm, p.Signature.KeyID)
 	b.WriteString("```\n" + p.Signature.Note + "```\n\n")
 	b.WriteString("### Manifest\n\n")
 	fmt.Fprintf(&b, "%d events in the period, tenant sequence %d–%d.\n\n| Event type | Count |\n|---|---|\n", p.Manifest.Events, p.Manifest.FirstSeq, p.Manifest.LastSeq)
@@ -135,3 +149,23 @@ func shortHash(h string) string {
 	}
 	return h
 }
+
+// counts formats a count per name, names sorted: "loop 2, spend 1".
+func counts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// evidenceAnomaliesNone stands in for the section in packs made before it.
+var evidenceAnomaliesNone = Anomalies{Criterion: "CC7.2", KilledAtEnd: []string{}, Policy: "not in this pack (made before anomaly detection)"}

@@ -12,7 +12,7 @@ import (
 )
 
 // CoreGroup is the projection group behind the /v1 read API.
-var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}, Secrets{}, Approvals{}, Webhooks{}, Proxy{}, Tree{}}}
+var CoreGroup = Group{Name: "core", Handlers: []Handler{Tenants{}, Keys{}, Sessions{}, AuditTrail{}, Usage{}, EventCounts{}, Secrets{}, Approvals{}, Webhooks{}, Proxy{}, Tree{}, Anomalies{}}}
 
 func decode[T any](e *events.Event) (T, error) {
 	var v T

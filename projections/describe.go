@@ -46,6 +46,13 @@ type describer func(e *events.Event, a *AuditEntry)
 // its own; every other type keeps Describe's default. A new event type is
 // one row here.
 var describers = map[string]describer{
+	domain.TypeAnomalyFlagged: payload(func(a *AuditEntry, p domain.AnomalyFlagged) {
+		a.SessionID, a.AgentID, a.Action = p.SessionID, p.AgentID, "anomaly."+p.Detector
+		if p.Tool != "" {
+			a.Tool = p.Tool
+		}
+		a.Flagged, a.FlagReason = true, p.Detector+" ("+p.Severity+"): "+p.Reason
+	}),
 	domain.TypeAuditLogged: payload(func(a *AuditEntry, p domain.AuditLogged) {
 		a.SessionID, a.AgentID, a.Tool, a.Action, a.Cost = p.SessionID, p.AgentID, p.Tool, p.Action, p.CostUSD
 		a.Flagged, a.FlagReason = p.Flagged, p.FlagReason

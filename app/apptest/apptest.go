@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/haldir-dev/haldir/app"
+	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/transparency"
 	"github.com/haldir-dev/haldir/vault"
@@ -47,7 +48,10 @@ type Option func(*app.Config)
 // ends.
 func Start(t testing.TB, backend string, opts ...Option) *Server {
 	t.Helper()
-	cfg := app.Config{AdminToken: AdminToken, Version: "test", EncryptionKey: vault.GenerateMasterKey(), AllowPrivateNetworks: true}
+	// Detectors run only for tenants that turn them on, so that no test
+	// but the anomaly tests sees flags appear in its ledger.
+	cfg := app.Config{AdminToken: AdminToken, Version: "test", EncryptionKey: vault.GenerateMasterKey(), AllowPrivateNetworks: true,
+		AnomalyDefaults: &domain.AnomalySettings{}}
 	cfg.SigningKey, _, _ = transparency.GenerateSigningKey("haldir-test")
 	switch backend {
 	case "sqlite":

@@ -100,6 +100,7 @@ func StartCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 		"HALDIR_ALLOW_PRIVATE_NETWORKS=true",
 		"HALDIR_PG_MAX_CONNS=8",
 		"HALDIR_LOG_LEVEL=warn",
+		"HALDIR_ANOMALY_DEFAULTS=false",
 	)
 	c.env = append(c.env, extraEnv...)
 	t.Cleanup(c.stop)

@@ -106,3 +106,21 @@ type WebhookRow struct {
 	Delivered, Failed  int64
 	SecretPrevExpireAt time.Time
 }
+
+// PendingFlag is a raised flag not yet appended to the ledger.
+type PendingFlag struct {
+	Tenant string
+	Flag   domain.AnomalyFlagged
+}
+
+// Anomaly is a flag as listed.
+type Anomaly struct {
+	FlagID, Detector, Severity, AgentID, SessionID, Tool, Reason string
+	Evidence                                                     []string
+	// EntryID is the anomaly.flagged event's id in the audit trail.
+	EntryID   string
+	FlaggedAt time.Time
+	AckedAt   time.Time
+	AckedBy   string
+	Note      string
+}
