@@ -22,7 +22,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"embed"
-	"errors"
 	"html/template"
 	"io"
 	"io/fs"
@@ -361,6 +360,3 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
 	h.setCookie(w, r, "", -1)
 	http.Redirect(w, r, Prefix+"/login?signed_out=1", http.StatusSeeOther)
 }
-
-// errNoScope is shown where the viewer's key lacks a read scope.
-var errNoScope = errors.New("no scope")
