@@ -187,11 +187,11 @@ func (h *Handler) approvalPage(w http.ResponseWriter, r *http.Request, v *viewer
 	case "approved", "denied":
 		p.Flash = "You " + res + " this request."
 	case "conflict":
-		by := a.DecidedBy
-		if by == "" {
-			by = "nobody (it expired)"
+		if a.DecidedBy == "" {
+			p.Error = fmt.Sprintf("Your decision was not applied: this request is %s; nobody decided it in time.", a.Status)
+		} else {
+			p.Error = fmt.Sprintf("Your decision was not applied: this request was already %s by %s.", a.Status, a.DecidedBy)
 		}
-		p.Error = fmt.Sprintf("Your decision was not applied: this request was already %s by %s.", a.Status, by)
 	}
 	p.Data = &a
 	h.render(w, r, http.StatusOK, "approval", p)

@@ -352,3 +352,26 @@ func TestTwoApproversRace(t *testing.T) {
 		t.Errorf("%d winners, want exactly 1", wins)
 	}
 }
+
+// TestAnExpiredRequestCannotBeApproved: silence is not consent. A page
+// opened before the request expired still shows the button; clicking it
+// after expiry is refused, and the page says why.
+func TestAnExpiredRequestCannotBeApproved(t *testing.T) {
+	s := apptest.Start(t, "sqlite")
+	c := s.NewTenant("acme")
+	ses := c.Do("POST", "/v1/sessions", map[string]any{"agent_id": "ops"}).Expect(t, 201).Str("session_id")
+	id := c.Do("POST", "/v1/approvals/request", map[string]any{"session_id": ses, "tool": "db.drop", "ttl": 2}).Expect(t, 201).Str("request_id")
+	b := newBrowser(t, browserProcess(t), "late")
+	b.signIn(s.URL, c.Key)
+	b.open(s.URL + "/dashboard/approvals/" + id)
+	b.waitFor(`document.querySelector("button[data-action=approve]") !== null`)
+	eventually(t, "the request expired", func() bool { return c.Do("GET", "/v1/approvals/"+id, nil).Str("status") == "expired" })
+	b.do(chromedp.Click(chromedp.CSS("button[data-action=approve]")))
+	b.waitFor(`location.search.includes("result=conflict")`)
+	if text := eval[string](b, `document.querySelector("#page-error").textContent`); !strings.Contains(text, "expired; nobody decided it in time") {
+		t.Errorf("the late approver is told %q", text)
+	}
+	if g := c.Do("GET", "/v1/approvals/"+id, nil); g.Str("status") != "expired" || g.Str("decided_by") != "" {
+		t.Errorf("the expired request: %s", g)
+	}
+}
