@@ -159,7 +159,11 @@ func checkNothingLost(t *testing.T, s *apptest.Server, c *apptest.Client, sessio
 		time.Sleep(50 * time.Millisecond)
 	}
 	ctx := context.Background()
-	if err := s.App.Projector.WaitFor(ctx, s.App.Store.LastAppended()); err != nil {
+	head, err := s.App.Store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.App.Projector.WaitFor(ctx, head); err != nil {
 		t.Fatal(err)
 	}
 	diffs, _, err := projections.Check(ctx, s.App.DB, s.App.Store, projections.CoreGroup, nil)

@@ -18,6 +18,7 @@ import (
 	"github.com/haldir-dev/haldir/commands"
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/events/kurrentstore"
 	"github.com/haldir-dev/haldir/events/sqlstore"
 	"github.com/haldir-dev/haldir/evidence"
 	"github.com/haldir-dev/haldir/internal/outbound"
@@ -46,6 +47,10 @@ type Config struct {
 	DataDir string
 	// DatabaseURL selects Postgres when set.
 	DatabaseURL string
+	// EventStoreURL, an esdb:// or kurrentdb:// connection string, puts
+	// the ledger on KurrentDB (events/kurrentstore); the read models stay
+	// in Postgres, so DatabaseURL is then required.
+	EventStoreURL string
 	// PGMaxConns bounds the Postgres pool (default 16).
 	PGMaxConns int
 	// AdminToken enables operator routes; empty disables them.
@@ -124,7 +129,7 @@ type App struct {
 	anomalyDefaults domain.AnomalySettings
 	Log             *slog.Logger
 	DB              *sqldb.DB
-	Store           *sqlstore.Store
+	Store           Ledger
 	Projector       *projections.Projector
 	Commands        *commands.Service
 	Queries         *projections.Queries
@@ -157,7 +162,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{}), projected: make(chan struct{}), delivered: make(chan struct{}), listening: make(chan struct{})}
-	if a.Store, err = sqlstore.Open(ctx, db); err != nil {
+	if a.Store, err = openLedger(ctx, cfg, db, log); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -231,7 +236,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Upstreams:     a.Upstreams.Health,
 		Started:       time.Now(),
 	})
-	a.Store.OnCommit(func(st sqlstore.CommitStats) { a.Metrics.LedgerCommit(st.Events, st.Duration, st.Err != nil) })
+	if sql, ok := a.Store.(*sqlstore.Store); ok {
+		sql.OnCommit(func(st sqlstore.CommitStats) { a.Metrics.LedgerCommit(st.Events, st.Duration, st.Err != nil) })
+	}
 	governor.Observe(func(d commands.Decision) { a.Metrics.GovernedCall(d.Verdict, string(d.Code), d.Upstream) })
 	governor.Trace(a.Tracing.Provider())
 	a.API = api.New(api.Deps{
@@ -288,7 +295,7 @@ func (a *App) listen() {
 			Notify: func(channel, payload string) {
 				switch channel {
 				case sqlstore.LedgerChannel:
-					a.Store.Wake()
+					a.wake()
 				case projections.InvalidateChannel:
 					a.API.Invalidate(payload)
 				}
@@ -298,7 +305,7 @@ func (a *App) listen() {
 					a.Log.Warn("lost the Postgres notification listener; reading keys uncached until it is back")
 				}
 				a.API.TrustCaches(up)
-				a.Store.Wake() // catch up on what was missed
+				a.wake() // catch up on what was missed
 			},
 		})
 	}()
@@ -577,4 +584,43 @@ type windows struct{ ratelimit.Limiter }
 func (w windows) Allow(ctx context.Context, key string, limit int, window time.Duration, now time.Time) (bool, time.Duration, error) {
 	res, err := w.Limiter.Allow(ctx, key, limit, window, now)
 	return res.Allowed, res.RetryAfter(now), err
+}
+
+// Ledger is the event store a server runs on: events/sqlstore on the
+// database, or events/kurrentstore on KurrentDB.
+type Ledger interface {
+	events.Store
+	// Head returns the ledger's last position.
+	Head(ctx context.Context) (int64, error)
+	// Ready reports whether the ledger can take writes.
+	Ready(ctx context.Context) error
+	Close() error
+}
+
+// openLedger opens the ledger cfg selects: KurrentDB when EventStoreURL is
+// set (with the read models in Postgres), else the database's own.
+func openLedger(ctx context.Context, cfg Config, db *sqldb.DB, log *slog.Logger) (Ledger, error) {
+	if cfg.EventStoreURL == "" {
+		return sqlstore.Open(ctx, db)
+	}
+	if !kurrentstore.IsURL(cfg.EventStoreURL) {
+		return nil, fmt.Errorf("HALDIR_EVENT_STORE_URL must be an esdb:// or kurrentdb:// connection string")
+	}
+	if db.Dialect != sqldb.Postgres {
+		return nil, fmt.Errorf("a KurrentDB ledger keeps its read models in Postgres: set DATABASE_URL too")
+	}
+	s, err := kurrentstore.OpenURL(ctx, cfg.EventStoreURL, kurrentstore.Options{Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("open the KurrentDB ledger at %s: %w", kurrentstore.Redact(cfg.EventStoreURL), err)
+	}
+	return s, nil
+}
+
+// wake tells the ledger's tailers to look for events another replica
+// appended (a Postgres notification); KurrentDB's subscription needs no
+// nudge.
+func (a *App) wake() {
+	if w, ok := a.Store.(interface{ Wake() }); ok {
+		w.Wake()
+	}
 }
