@@ -30,6 +30,8 @@ type Cluster struct {
 	dir      string
 	mu       sync.Mutex
 	Replicas []*Replica
+	// DatabaseURL is the Postgres database the replicas share.
+	DatabaseURL string
 }
 
 // Replica is one running process of a Cluster.
@@ -92,8 +94,9 @@ func StartCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, bin: binary(t), dir: t.TempDir()}
+	c.DatabaseURL = sqltest.NewPostgresDatabase(t)
 	c.env = append(os.Environ(),
-		"DATABASE_URL="+sqltest.NewPostgresDatabase(t),
+		"DATABASE_URL="+c.DatabaseURL,
 		"HALDIR_ENCRYPTION_KEY="+vault.GenerateMasterKey(),
 		"HALDIR_SIGNING_KEY="+signing,
 		"HALDIR_ADMIN_TOKEN="+AdminToken,

@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/haldir-dev/haldir/app/apptest"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 )
 
 // filesUpstream is a real MCP server over Streamable HTTP with two tools,
@@ -150,5 +151,49 @@ func killAcrossReplicas(t *testing.T, cl *apptest.Cluster) {
 	a[2].Do("POST", "/v1/agents/bot/unkill", nil).Expect(t, 200)
 	for _, i := range []int{0, 1} {
 		a[i].Do("POST", "/v1/sessions", map[string]any{"agent_id": "bot"}).Expect(t, 201)
+	}
+}
+
+// anomaliesAcrossReplicas: every replica runs the detectors and appends
+// what they raise, yet 30 identical calls spread over the replicas raise
+// exactly one loop flag, in the ledger once.
+func anomaliesAcrossReplicas(t *testing.T, cl *apptest.Cluster) {
+	a := cl.NewTenant("anomalous")
+	cl.NewTenant("bystander")
+	a[0].Do("PUT", "/v1/anomalies/settings", map[string]any{"loop_calls": 5, "loop_window_seconds": 60}).Expect(t, 200)
+	ses := newSession(t, a[1], map[string]any{"agent_id": "looper"})
+	parallel(30, a, func(i int, c *apptest.Client) *apptest.Response {
+		return c.Do("POST", "/v1/audit", map[string]any{"session_id": ses, "tool": "files", "action": "delete", "details": map[string]any{"path": "/"}}).Expect(t, 201)
+	})
+	var flags []any
+	deadline := time.Now().Add(30 * time.Second)
+	for len(flags) == 0 && time.Now().Before(deadline) {
+		flags = a[2].Do("GET", "/v1/anomalies", nil).Expect(t, 200).Body["anomalies"].([]any)
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Every replica's worker appends what the shared outbox holds; once
+	// nothing in it is unappended, no replica has a flag left to add.
+	db, err := sqldb.OpenPostgres(context.Background(), cl.DatabaseURL, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for pending := -1; pending != 0; time.Sleep(50 * time.Millisecond) {
+		if err := db.Read.QueryRow("SELECT COUNT(*) FROM anomaly_outbox WHERE appended = 0").Scan(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d flags still unappended", pending)
+		}
+	}
+	for i := range replicas {
+		flags = a[i].Do("GET", "/v1/anomalies", nil).Expect(t, 200).Body["anomalies"].([]any)
+		if len(flags) != 1 {
+			t.Fatalf("replica %d lists %d flags, want 1: %v", i, len(flags), flags)
+		}
+	}
+	entries := a[0].Do("GET", "/v1/audit?flagged=true", nil).Expect(t, 200).Body["entries"].([]any)
+	if len(entries) != 1 {
+		t.Errorf("%d anomaly.flagged entries in the ledger, want 1", len(entries))
 	}
 }

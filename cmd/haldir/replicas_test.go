@@ -66,6 +66,7 @@ func TestReplicas(t *testing.T) {
 	t.Run("a rate limit holds across replicas", func(t *testing.T) { rateLimitAcrossReplicas(t, cl) })
 	t.Run("proxy configuration is in force on every replica at once", func(t *testing.T) { proxyConfigAcrossReplicas(t, cl) })
 	t.Run("a kill switch stops the agent on every replica at once", func(t *testing.T) { killAcrossReplicas(t, cl) })
+	t.Run("an anomaly is flagged once across replicas", func(t *testing.T) { anomaliesAcrossReplicas(t, cl) })
 }
 
 func paymentsAcrossReplicas(t *testing.T, cl *apptest.Cluster) {
