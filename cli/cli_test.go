@@ -47,7 +47,7 @@ func run(t *testing.T, stdin string, args ...string) result {
 // normalize replaces what changes from run to run with stable markers.
 func normalize(s string) string {
 	for _, r := range []struct{ re, with string }{
-		{`\b(ses|pay|apr|tnt|rul|dek|pol|whk|cal)_[a-z2-7]{24}\b`, "${1}_<id>"},
+		{`\b(ses|pay|apr|tnt|rul|dek|pol|whk|cal|anm)_[a-z2-7]{24}\b`, "${1}_<id>"},
 		{`\bwhsec_[A-Za-z0-9_+/=-]+`, "whsec_<secret>"},
 		{`\b[0-9a-f]{12}…`, "<hash>…"},
 		{`\bevt_[0-9a-v]{24}\b`, "evt_<id>"},
@@ -133,8 +133,16 @@ func TestGolden(t *testing.T) {
 			step("", "unkill", "--agent", agent)
 			step("", "kill")
 			step("", "anomalies", "list")
+			// A real flag: first use detection on for one call only, so the
+			// rest of the script's ledger is the same on every run.
+			c.Do("PUT", "/v1/anomalies/settings", map[string]any{"first_use": true}).Expect(t, 200)
+			step("", "audit", "log", "--session", agentSes, "--tool", "novel-"+mode, "--action", "try")
+			flagsRecorded(t, s)
+			c.Do("PUT", "/v1/anomalies/settings", map[string]any{"first_use": false}).Expect(t, 200)
+			step("", "anomalies", "list")
 			step("", "anomalies", "settings")
 			step("", "audit", "tail", "--flagged", "-n", "1", "--agent", agent)
+			step("", "overview")
 			step("", "version")
 			golden := filepath.Join("testdata", "golden-"+mode+".txt")
 			got := normalize(transcript.String())
@@ -354,5 +362,63 @@ func TestOverviewWatchRedrawsInAPseudoTerminal(t *testing.T) {
 		case <-drain:
 			t.Fatalf("the cursor was not restored on exit:\n%q", screen.String())
 		}
+	}
+}
+
+// flagsRecorded waits until the detectors have passed the ledger's head,
+// the flags they raised are appended, the read models show them, and the
+// webhook deliveries queued so far are done.
+func flagsRecorded(t *testing.T, s *apptest.Server) {
+	t.Helper()
+	ctx := context.Background()
+	head, err := s.App.Store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for s.App.Projector.Position("anomalies") < head {
+		if time.Now().After(deadline) {
+			t.Fatal("the detectors did not reach the ledger head")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		pending, err := s.App.Queries.PendingFlags(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("raised flags were not appended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if head, err = s.App.Store.Head(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.App.Projector.WaitFor(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	// The overview counts webhook deliveries: let those queued finish.
+	for s.App.Projector.Position("outbox") < head {
+		if time.Now().After(deadline) {
+			t.Fatal("the webhook outbox did not reach the ledger head")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		var n int
+		if err := s.App.DB.Read.QueryRowContext(ctx, "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d webhook deliveries still pending", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
