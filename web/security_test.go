@@ -360,9 +360,10 @@ func TestAnExpiredRequestCannotBeApproved(t *testing.T) {
 	s := apptest.Start(t, "sqlite")
 	c := s.NewTenant("acme")
 	ses := c.Do("POST", "/v1/sessions", map[string]any{"agent_id": "ops"}).Expect(t, 201).Str("session_id")
-	id := c.Do("POST", "/v1/approvals/request", map[string]any{"session_id": ses, "tool": "db.drop", "ttl": 2}).Expect(t, 201).Str("request_id")
 	b := newBrowser(t, browserProcess(t), "late")
 	b.signIn(s.URL, c.Key)
+	// Signed in first, so that the page opens well within the TTL.
+	id := c.Do("POST", "/v1/approvals/request", map[string]any{"session_id": ses, "tool": "db.drop", "ttl": 6}).Expect(t, 201).Str("request_id")
 	b.open(s.URL + "/dashboard/approvals/" + id)
 	b.waitFor(`document.querySelector("button[data-action=approve]") !== null`)
 	eventually(t, "the request expired", func() bool { return c.Do("GET", "/v1/approvals/"+id, nil).Str("status") == "expired" })
