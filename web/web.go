@@ -347,6 +347,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("dashboard: sweeping ended sessions", "err", err)
 	}
 	h.setCookie(w, r, token, int(h.ttl/time.Second))
+	h.log.Info("dashboard sign-in", "tenant", who.Tenant, "key", who.Prefix, "expires_at", s.ExpiresAt.UTC().Format(time.RFC3339))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -358,5 +359,6 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	h.setCookie(w, r, "", -1)
+	h.log.Info("dashboard sign-out", "tenant", v.Tenant, "key", v.Prefix)
 	http.Redirect(w, r, Prefix+"/login?signed_out=1", http.StatusSeeOther)
 }
