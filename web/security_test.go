@@ -362,8 +362,9 @@ func TestAnExpiredRequestCannotBeApproved(t *testing.T) {
 	ses := c.Do("POST", "/v1/sessions", map[string]any{"agent_id": "ops"}).Expect(t, 201).Str("session_id")
 	b := newBrowser(t, browserProcess(t), "late")
 	b.signIn(s.URL, c.Key)
-	// Signed in first, so that the page opens well within the TTL.
-	id := c.Do("POST", "/v1/approvals/request", map[string]any{"session_id": ses, "tool": "db.drop", "ttl": 6}).Expect(t, 201).Str("request_id")
+	// Signed in first, so that the page opens well within the TTL, also
+	// on a loaded machine (chromium can take seconds to render).
+	id := c.Do("POST", "/v1/approvals/request", map[string]any{"session_id": ses, "tool": "db.drop", "ttl": 20}).Expect(t, 201).Str("request_id")
 	b.open(s.URL + "/dashboard/approvals/" + id)
 	b.waitFor(`document.querySelector("button[data-action=approve]") !== null`)
 	eventually(t, "the request expired", func() bool { return c.Do("GET", "/v1/approvals/"+id, nil).Str("status") == "expired" })
