@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -223,8 +224,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.Upstreams = proxy.NewTenants(proxy.TenantsOptions{
 		HTTPClient: upstreamClient(a.Guard, a.Tracing != nil), ClientName: "haldir-proxy", ClientVersion: cfg.Version, Logger: log.With("component", "proxy"),
 		Registrations: a.Queries.Upstreams, Configure: a.Commands.UpstreamSettings,
-		Observe: func(ctx context.Context, tenant, tool, hash string) error {
-			_, err := a.Commands.ObserveTool(ctx, tenant, tool, hash)
+		Observe: func(ctx context.Context, tenant, tool, hash string, definition json.RawMessage) error {
+			_, err := a.Commands.ObserveTool(ctx, tenant, tool, hash, definition)
 			return err
 		},
 	})

@@ -151,34 +151,49 @@ func (s *Service) ReadSecretForUpstream(ctx context.Context, tenant, upstream, n
 // toolState folds a tool's pin stream: the pinned hash, and whether the
 // tool is quarantined.
 func (s *Service) toolState(ctx context.Context, tenant, tool string) (hash string, quarantined bool, version int64, err error) {
+	hash, _, quarantined, version, err = s.toolPin(ctx, tenant, tool)
+	return hash, quarantined, version, err
+}
+
+// toolPin is toolState with the pinned definition's text, where the
+// ledger has it: from the pin, or from the quarantine an approval lifted.
+func (s *Service) toolPin(ctx context.Context, tenant, tool string) (hash string, definition json.RawMessage, quarantined bool, version int64, err error) {
 	evs, err := s.store.ReadStream(ctx, tenant, domain.ToolStream(tool), 0)
 	if err != nil {
-		return "", false, 0, err
+		return "", nil, false, 0, err
 	}
+	var offered json.RawMessage // the definition a quarantine holds back
 	for _, e := range evs {
 		switch e.Type {
 		case domain.TypeToolPinned:
 			var p domain.ToolPinned
 			json.Unmarshal(e.Payload, &p)
-			hash, quarantined = p.Hash, false
+			hash, definition, quarantined = p.Hash, p.Definition, false
 		case domain.TypeToolApproved:
 			var p domain.ToolApproved
 			json.Unmarshal(e.Payload, &p)
-			hash, quarantined = p.Hash, false
+			hash, definition, quarantined = p.Hash, offered, false
 		case domain.TypeToolQuarantined:
-			quarantined = true
+			var p domain.ToolQuarantined
+			json.Unmarshal(e.Payload, &p)
+			quarantined, offered = true, p.NewDefinition
 		}
 		version = e.Version
 	}
-	return hash, quarantined, version, nil
+	return hash, definition, quarantined, version, nil
 }
 
 // ObserveTool records what a discovery found for a tool: a first sight pins
 // its definition; a definition that differs from the pin quarantines the
 // tool until an admin approves it. It returns whether the tool may be
-// called with definition hash.
-func (s *Service) ObserveTool(ctx context.Context, tenant, tool, hash string) (bool, error) {
-	pinned, quarantined, version, err := s.toolState(ctx, tenant, tool)
+// called with definition hash. definition, the text hash covers, is kept
+// with the pin and the quarantine (up to domain.MaxToolDefinitionLen) so
+// that a change can be shown as a diff.
+func (s *Service) ObserveTool(ctx context.Context, tenant, tool, hash string, definition json.RawMessage) (bool, error) {
+	if len(definition) > domain.MaxToolDefinitionLen || !json.Valid(definition) {
+		definition = nil
+	}
+	pinned, pinnedDefinition, quarantined, version, err := s.toolPin(ctx, tenant, tool)
 	if err != nil {
 		return false, err
 	}
@@ -186,7 +201,7 @@ func (s *Service) ObserveTool(ctx context.Context, tenant, tool, hash string) (b
 	var p events.Proposed
 	switch {
 	case version == 0:
-		p = events.Proposed{Type: domain.TypeToolPinned, Payload: encode(domain.ToolPinned{Tool: tool, Hash: hash})}
+		p = events.Proposed{Type: domain.TypeToolPinned, Payload: encode(domain.ToolPinned{Tool: tool, Hash: hash, Definition: definition})}
 	case hash == pinned && !quarantined:
 		return true, nil
 	case hash == pinned && quarantined:
@@ -194,7 +209,8 @@ func (s *Service) ObserveTool(ctx context.Context, tenant, tool, hash string) (b
 	case quarantined:
 		return false, nil // already quarantined; the admin approves the current definition
 	default:
-		p = events.Proposed{Type: domain.TypeToolQuarantined, Payload: encode(domain.ToolQuarantined{Tool: tool, PinnedHash: pinned, NewHash: hash})}
+		p = events.Proposed{Type: domain.TypeToolQuarantined, Payload: encode(domain.ToolQuarantined{Tool: tool, PinnedHash: pinned, NewHash: hash,
+			PinnedDefinition: pinnedDefinition, NewDefinition: definition})}
 	}
 	p.ID, p.Tenant, p.Stream, p.ExpectedVersion, p.Meta = a.eventID(domain.ToolStream(tool)), tenant, domain.ToolStream(tool), version, a.meta("", "")
 	if _, err := s.append(ctx, p); err != nil && !errors.Is(err, events.ErrConflict) {

@@ -56,7 +56,14 @@ type UpstreamRegistered struct {
 type ToolPinned struct {
 	Tool string `json:"tool"`
 	Hash string `json:"hash"`
+	// Definition is the pinned definition (description and input
+	// schema), when it is at most MaxToolDefinitionLen bytes, so that a
+	// later change can be shown as a diff.
+	Definition json.RawMessage `json:"definition,omitempty"`
 }
+
+// MaxToolDefinitionLen bounds a tool definition kept in the ledger.
+const MaxToolDefinitionLen = 16 << 10
 
 // ToolQuarantined records a pinned tool whose definition changed; it is
 // not callable until an admin approves the new definition.
@@ -64,6 +71,10 @@ type ToolQuarantined struct {
 	Tool       string `json:"tool"`
 	PinnedHash string `json:"pinned_hash"`
 	NewHash    string `json:"new_hash"`
+	// PinnedDefinition and NewDefinition are the two definitions, where
+	// known (see ToolPinned.Definition).
+	PinnedDefinition json.RawMessage `json:"pinned_definition,omitempty"`
+	NewDefinition    json.RawMessage `json:"new_definition,omitempty"`
 }
 
 // ToolApproved records an admin's approval of a tool definition.

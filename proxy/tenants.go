@@ -32,7 +32,8 @@ type TenantsOptions struct {
 	Configure func(ctx context.Context, tenant string, reg domain.UpstreamRegistered) (env, headers map[string]string, err error)
 	// Observe records a discovered tool definition (pinning it, or
 	// quarantining a changed one) before the tool becomes callable.
-	Observe func(ctx context.Context, tenant, tool, definitionHash string) error
+	// definition is the text the hash covers: {"description", "input_schema"}.
+	Observe func(ctx context.Context, tenant, tool, definitionHash string, definition json.RawMessage) error
 }
 
 // RetryBroken is how long an upstream whose registration could not be
@@ -105,7 +106,11 @@ func (t *Tenants) observe(tenant string, d Discovery) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, tool := range d.Tools {
-		if err := t.opts.Observe(ctx, tenant, tool.Name, tool.DefinitionHash); err != nil {
+		definition, _ := json.Marshal(struct {
+			Description string          `json:"description"`
+			InputSchema json.RawMessage `json:"input_schema"`
+		}{tool.Description, tool.InputSchema})
+		if err := t.opts.Observe(ctx, tenant, tool.Name, tool.DefinitionHash, definition); err != nil {
 			t.opts.Logger.Error("could not record a discovered tool", "tenant", tenant, "tool", tool.Name, "err", err)
 		}
 	}

@@ -549,10 +549,10 @@ func (h *Handler) proxyPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	_ = v.get("/v1/proxy/policies").Decode(&pols)
 	// A quarantined tool shows the definition it replaces: the ledger's
-	// quarantine entry names the pinned and the offered hash. (The API
-	// keeps no text of the pinned definition, so the text cannot be
-	// diffed here; the hashes and the new text are what there is.)
+	// quarantine entry names the pinned and the offered hash and, for pins
+	// recorded with their text, both definitions, shown as a diff.
 	pinned := map[string]string{}
+	diffs := map[string][]diffLine{}
 	for _, tl := range tools.Tools {
 		if !tl.Quarantined || !v.Can("audit:read") {
 			continue
@@ -563,11 +563,16 @@ func (h *Handler) proxyPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		}
 		for _, e := range pg.Entries {
 			var d struct {
-				Pinned string `json:"pinned_hash"`
-				New    string `json:"new_hash"`
+				Pinned           string          `json:"pinned_hash"`
+				New              string          `json:"new_hash"`
+				PinnedDefinition json.RawMessage `json:"pinned_definition"`
+				NewDefinition    json.RawMessage `json:"new_definition"`
 			}
 			if e.Type == "proxy.tool_quarantined" && json.Unmarshal(e.Details, &d) == nil && d.New == tl.Hash {
 				pinned[tl.Name] = d.Pinned
+				if len(d.PinnedDefinition) > 0 && len(d.NewDefinition) > 0 {
+					diffs[tl.Name] = diffJSON(d.PinnedDefinition, d.NewDefinition)
+				}
 				break
 			}
 		}
@@ -575,7 +580,7 @@ func (h *Handler) proxyPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if t := r.URL.Query().Get("approved"); t != "" {
 		p.Flash = "The new definition of " + t + " is approved; calls to it are allowed again."
 	}
-	p.Data = map[string]any{"Upstreams": ups.Upstreams, "Tools": tools.Tools, "Policies": pols.Policies, "Pinned": pinned}
+	p.Data = map[string]any{"Upstreams": ups.Upstreams, "Tools": tools.Tools, "Policies": pols.Policies, "Pinned": pinned, "Diffs": diffs}
 	h.render(w, r, http.StatusOK, "proxy", p)
 }
 

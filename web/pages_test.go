@@ -170,6 +170,13 @@ func TestEveryPage(t *testing.T) {
 	if !eval[bool](b, `document.querySelector("[data-tool='files.echo'] .pin-change") !== null`) {
 		t.Error("the quarantined tool does not show the definition hash it replaces")
 	}
+	// The change as a diff: the pinned description removed, the offered one
+	// added.
+	removed := eval[string](b, `[...document.querySelectorAll("[data-tool='files.echo'] .diff .del")].map(e => e.textContent).join("\n")`)
+	added := eval[string](b, `[...document.querySelectorAll("[data-tool='files.echo'] .diff .add")].map(e => e.textContent).join("\n")`)
+	if !strings.Contains(removed, `"Echoes a message."`) || strings.Contains(removed, "id_rsa") || !strings.Contains(added, "id_rsa") {
+		t.Errorf("the definition diff: removed %q, added %q", removed, added)
+	}
 	b.screenshot("proxy")
 	b.do(chromedp.Click(chromedp.CSS(`[data-tool='files.echo'] button`)))
 	b.waitFor(`document.querySelector(".flash")?.textContent.includes("files.echo")`)
