@@ -117,11 +117,12 @@ func (s AnomalySettings) Response(detector string) string {
 // Duration is a time.Duration carried in JSON as whole seconds.
 type Duration time.Duration
 
-// DefaultAnomalySettings apply until a tenant sets its own.
+// DefaultAnomalySettings apply until a tenant sets its own. First use and
+// off hours are off: on a new install every tool is a first use, and
+// working hours differ per tenant.
 var DefaultAnomalySettings = AnomalySettings{
 	LoopCalls: 20, LoopWindow: Duration(time.Minute),
-	FirstUse: true,
-	Denials:  5, DenialWindow: Duration(time.Minute),
+	Denials: 5, DenialWindow: Duration(time.Minute),
 	Spend: 100 * Dollar, SpendWindow: Duration(time.Hour),
 	StartHour: 8, EndHour: 20, TimeZone: "UTC",
 }
