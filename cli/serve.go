@@ -77,7 +77,7 @@ applied at start. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.String("log-format", "json", "json or text (env HALDIR_LOG_FORMAT)")
 	f.Bool("allow-private-networks", false, "let webhooks and MCP upstreams reach loopback, private and link-local addresses (env HALDIR_ALLOW_PRIVATE_NETWORKS)")
 	f.String("event-store-url", "", "put the ledger on KurrentDB (esdb:// or kurrentdb://); the read models stay in Postgres, so --database-url is required (env HALDIR_EVENT_STORE_URL)")
-	f.Bool("anomaly-defaults", true, "run the anomaly detectors with default settings for tenants that set none; false: only where a tenant turned them on (env HALDIR_ANOMALY_DEFAULTS)")
+	f.Bool("anomaly-defaults", false, "run the anomaly detectors with the built-in settings for tenants that set none (by default they run only where a tenant turned them on; env HALDIR_ANOMALY_DEFAULTS)")
 	f.String("debug-addr", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060; keep it private (env HALDIR_DEBUG_ADDR)")
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +38,9 @@ type Detectors struct {
 
 // Tables implements Handler. The outbox is not among them: it is never
 // rebuilt.
-func (Detectors) Tables() []string { return []string{"anomaly_settings", "anomaly_window", "anomaly_seen"} }
+func (Detectors) Tables() []string {
+	return []string{"anomaly_settings", "anomaly_window", "anomaly_window_sums", "anomaly_seen"}
+}
 
 // activity is what the detectors read from one event.
 type activity struct {
@@ -100,8 +103,8 @@ ON CONFLICT (tenant_id) DO UPDATE SET settings = excluded.settings`, e.Tenant, s
 		return err
 	}
 	act, err := activityOf(e)
-	if err != nil || act.agent == "" && !act.denial {
-		return err
+	if err != nil || !act.active && !act.denial || act.agent == "" && !act.denial {
+		return err // nothing a detector counts
 	}
 	s, err := d.settings(ctx, tx, e.Tenant)
 	if err != nil {
@@ -155,25 +158,27 @@ ON CONFLICT (tenant_id) DO UPDATE SET settings = excluded.settings`, e.Tenant, s
 // it, in the same burst, do not.
 func (Detectors) count(ctx context.Context, tx *Tx, e *events.Event, detector, subject string, limit int, window time.Duration,
 	flag func(n int) domain.AnomalyFlagged) (domain.AnomalyFlagged, error) {
-	n, _, evidence, err := addToWindow(ctx, tx, e, detector, subject, 0, window)
-	if err != nil || n != limit+1 {
+	n, _, err := addToWindow(ctx, tx, e, detector, subject, 0, window)
+	if err != nil || n != int64(limit)+1 {
 		return domain.AnomalyFlagged{}, err
 	}
-	f := flag(n)
-	f.Detector, f.Evidence = detector, evidence
-	return f, nil
+	f := flag(int(n))
+	f.Detector = detector
+	f.Evidence, err = windowEvidence(ctx, tx, e.Tenant, detector, subject)
+	return f, err
 }
 
 // spend adds e's spend to the agent's window and raises a flag when the
 // window's total first exceeds the threshold.
 func (Detectors) spend(ctx context.Context, tx *Tx, e *events.Event, act activity, s domain.AnomalySettings) (domain.AnomalyFlagged, error) {
 	window := time.Duration(s.SpendWindow)
-	_, total, evidence, err := addToWindow(ctx, tx, e, domain.DetectorSpend, act.agent, act.spend, window)
+	_, total, err := addToWindow(ctx, tx, e, domain.DetectorSpend, act.agent, act.spend, window)
 	if err != nil || total <= s.Spend || total-act.spend > s.Spend {
 		return domain.AnomalyFlagged{}, err
 	}
+	evidence, err := windowEvidence(ctx, tx, e.Tenant, domain.DetectorSpend, act.agent)
 	return domain.AnomalyFlagged{Detector: domain.DetectorSpend, Severity: domain.SeverityHigh, Evidence: evidence,
-		Reason: fmt.Sprintf("spend of %s within %s exceeds %s", total, window, s.Spend)}, nil
+		Reason: fmt.Sprintf("spend of %s within %s exceeds %s", total, window, s.Spend)}, err
 }
 
 // first raises f the first time subject is seen by the detector.
@@ -190,38 +195,54 @@ func (Detectors) first(ctx context.Context, tx *Tx, e *events.Event, detector, s
 }
 
 // addToWindow records e in the detector's sliding window for subject,
-// drops what fell out of it, and returns the window's event count, total
-// amount and event ids (the newest MaxAnomalyEvidence, oldest first).
-func addToWindow(ctx context.Context, tx *Tx, e *events.Event, detector, subject string, amount domain.Money, window time.Duration) (int, domain.Money, []string, error) {
+// drops what fell out of it, and returns the window's event count and
+// total amount. Each step touches only the rows that expire and one
+// running-sum row, so a long window costs no more than a short one.
+func addToWindow(ctx context.Context, tx *Tx, e *events.Event, detector, subject string, amount domain.Money, window time.Duration) (int64, domain.Money, error) {
 	at, from := e.RecordedAt.UnixNano(), e.RecordedAt.Add(-window).UnixNano()
-	if _, err := tx.Exec(ctx, "DELETE FROM {anomaly_window} WHERE tenant_id = ? AND detector = ? AND subject = ? AND at <= ?", e.Tenant, detector, subject, from); err != nil {
-		return 0, 0, nil, err
+	var gone, goneTotal int64
+	if err := tx.QueryRow(ctx, "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM {anomaly_window} WHERE tenant_id = ? AND detector = ? AND subject = ? AND at <= ?",
+		e.Tenant, detector, subject, from).Scan(&gone, &goneTotal); err != nil {
+		return 0, 0, err
+	}
+	if gone > 0 {
+		if _, err := tx.Exec(ctx, "DELETE FROM {anomaly_window} WHERE tenant_id = ? AND detector = ? AND subject = ? AND at <= ?", e.Tenant, detector, subject, from); err != nil {
+			return 0, 0, err
+		}
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO {anomaly_window} (tenant_id, detector, subject, at, seq, event_id, amount) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		e.Tenant, detector, subject, at, e.Seq, e.ID, int64(amount)); err != nil {
-		return 0, 0, nil, err
+		return 0, 0, err
 	}
-	rows, err := tx.Query(ctx, "SELECT event_id, amount FROM {anomaly_window} WHERE tenant_id = ? AND detector = ? AND subject = ? ORDER BY seq",
-		e.Tenant, detector, subject)
+	if _, err := tx.Exec(ctx, `INSERT INTO {anomaly_window_sums} (tenant_id, detector, subject, n, total) VALUES (?, ?, ?, 1, ?)
+ON CONFLICT (tenant_id, detector, subject) DO UPDATE SET n = {anomaly_window_sums}.n + 1 - ?, total = {anomaly_window_sums}.total + ? - ?`,
+		e.Tenant, detector, subject, int64(amount), gone, int64(amount), goneTotal); err != nil {
+		return 0, 0, err
+	}
+	var n, total int64
+	err := tx.QueryRow(ctx, "SELECT n, total FROM {anomaly_window_sums} WHERE tenant_id = ? AND detector = ? AND subject = ?", e.Tenant, detector, subject).Scan(&n, &total)
+	return n, domain.Money(total), err
+}
+
+// windowEvidence returns the ids of the events in the detector's window
+// for subject: the newest MaxAnomalyEvidence, oldest first.
+func windowEvidence(ctx context.Context, tx *Tx, tenant, detector, subject string) ([]string, error) {
+	rows, err := tx.Query(ctx, "SELECT event_id FROM {anomaly_window} WHERE tenant_id = ? AND detector = ? AND subject = ? ORDER BY seq DESC LIMIT ?",
+		tenant, detector, subject, domain.MaxAnomalyEvidence)
 	if err != nil {
-		return 0, 0, nil, err
+		return nil, err
 	}
 	defer rows.Close()
 	var ids []string
-	var total domain.Money
 	for rows.Next() {
 		var id string
-		var amt int64
-		if err := rows.Scan(&id, &amt); err != nil {
-			return 0, 0, nil, err
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
 		}
-		ids, total = append(ids, id), total+domain.Money(amt)
+		ids = append(ids, id)
 	}
-	n := len(ids)
-	if len(ids) > domain.MaxAnomalyEvidence {
-		ids = ids[len(ids)-domain.MaxAnomalyEvidence:]
-	}
-	return n, total, ids, rows.Err()
+	slices.Reverse(ids)
+	return ids, rows.Err()
 }
 
 // outbox queues f for the ledger. Scratch replays queue nothing; a real

@@ -18,7 +18,18 @@ CREATE TABLE anomaly_window (
     amount    bigint  NOT NULL,
     PRIMARY KEY (tenant_id, detector, subject, seq)
 );
-CREATE INDEX anomaly_window_by_time ON anomaly_window (tenant_id, at);
+CREATE INDEX anomaly_window_by_time ON anomaly_window (tenant_id, detector, subject, at);
+
+-- Each window's running count and total, so that a detector reads one row
+-- per event however long the window is.
+CREATE TABLE anomaly_window_sums (
+    tenant_id text    NOT NULL,
+    detector  text    NOT NULL,
+    subject   text    NOT NULL,
+    n         bigint  NOT NULL,
+    total     bigint  NOT NULL,
+    PRIMARY KEY (tenant_id, detector, subject)
+);
 
 CREATE TABLE anomaly_seen (
     tenant_id text NOT NULL,
