@@ -17,27 +17,16 @@ import (
 	"github.com/haldir-dev/haldir/projections"
 )
 
-var anomalyGroup = projections.AnomalyGroup(domain.AnomalySettings{}).Name
-
 // detected waits until the detectors have passed every event up to the
-// position r was answered at and the flags they raised are in the ledger,
-// then returns the tenant's flags as a read at the ledger's head sees them.
+// position r was answered at (and on to the ledger's head) and the flags
+// they raised are in the ledger, then returns the tenant's flags as a read
+// at that head sees them.
 func detected(t *testing.T, s *apptest.Server, c *apptest.Client, r *apptest.Response) []map[string]any {
 	t.Helper()
-	pos, err := strconv.ParseInt(r.Header.Get(api.PositionHeader), 10, 64)
-	if err != nil {
+	if _, err := strconv.ParseInt(r.Header.Get(api.PositionHeader), 10, 64); err != nil {
 		t.Fatalf("no %s on %s", api.PositionHeader, r)
 	}
-	waitFor(t, 30*time.Second, "the detectors to pass the write", func() bool { return s.App.Projector.Position(anomalyGroup) >= pos })
-	waitFor(t, 30*time.Second, "the raised flags to be recorded", func() bool {
-		pending, err := s.App.Queries.PendingFlags(context.Background(), 10)
-		return err == nil && len(pending) == 0
-	})
-	head, err := s.App.Store.Head(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return anomalies(t, c, head)
+	return anomalies(t, c, s.AwaitFlags(t))
 }
 
 // anomalies lists the tenant's flags once the read models reach position.

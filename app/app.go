@@ -232,7 +232,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	governor := a.Commands.NewGovernor(a.Upstreams, a.Queries, windows{limiter}, 0)
 	a.Metrics = telemetry.NewMetrics(telemetry.Sources{
 		LedgerHead:    a.Store.Head,
-		Groups:        []string{projections.CoreGroup.Name, "outbox", "anomalies"},
+		Groups:        []string{projections.CoreGroup.Name, "outbox", projections.AnomalyGroupName},
 		GroupPosition: a.Projector.Position,
 		Upstreams:     a.Upstreams.Health,
 		Started:       time.Now(),
@@ -327,7 +327,7 @@ func (a *App) housekeeping(idem *idempotency.Store, limiter ratelimit.Limiter) {
 		select {
 		case <-a.stop:
 			return
-		case <-a.Projector.Advanced(projections.AnomalyGroup(domain.AnomalySettings{}).Name):
+		case <-a.Projector.Advanced(projections.AnomalyGroupName):
 			a.appendFlags()
 		case <-flags.C:
 			a.appendFlags()

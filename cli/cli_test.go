@@ -371,36 +371,8 @@ func TestOverviewWatchRedrawsInAPseudoTerminal(t *testing.T) {
 func flagsRecorded(t *testing.T, s *apptest.Server) {
 	t.Helper()
 	ctx := context.Background()
-	head, err := s.App.Store.Head(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	head := s.AwaitFlags(t)
 	deadline := time.Now().Add(30 * time.Second)
-	for s.App.Projector.Position("anomalies") < head {
-		if time.Now().After(deadline) {
-			t.Fatal("the detectors did not reach the ledger head")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	for {
-		pending, err := s.App.Queries.PendingFlags(ctx, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(pending) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("raised flags were not appended")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if head, err = s.App.Store.Head(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.App.Projector.WaitFor(ctx, head); err != nil {
-		t.Fatal(err)
-	}
 	// The overview counts webhook deliveries: let those queued finish.
 	for s.App.Projector.Position("outbox") < head {
 		if time.Now().After(deadline) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // VerifyError names the first position at which the ledger is inconsistent.
@@ -293,4 +294,19 @@ func verify(ctx context.Context, v *Verifier, progress func(int64), read func(af
 		r.Heads[t] = TenantHead{Seq: h.seq, Hash: h.hash}
 	}
 	return r, nil
+}
+
+// Next returns the event p appends after head, at stream version version
+// and ledger position pos, recorded at now: sequence, link and hash set.
+// Every store builds its events with it, so the chain is computed the same
+// way whatever holds it.
+func (head TenantHead) Next(p Proposed, version, pos int64, now time.Time) Event {
+	payload := p.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	e := Event{ID: p.ID, Tenant: p.Tenant, Stream: p.Stream, Version: version, Type: p.Type, Payload: payload,
+		Metadata: EncodeMetadata(p.Meta), RecordedAt: now, Seq: head.Seq + 1, Position: pos, PrevHash: head.Hash}
+	e.Hash = ComputeHash(&e)
+	return e
 }

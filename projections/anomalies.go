@@ -17,13 +17,16 @@ import (
 	"github.com/haldir-dev/haldir/projections/views"
 )
 
+// AnomalyGroupName names the detectors' projection group.
+const AnomalyGroupName = "anomalies"
+
 // AnomalyGroup runs the detectors, with defaults for tenants that have not
 // set their own. It is its own group, so that rebuilding the core read
 // models never re-runs them; a rebuild of this group raises the same flags
 // again, which the ledger refuses as duplicates (their ids are derived
 // from their evidence, domain.FlagID).
 func AnomalyGroup(defaults domain.AnomalySettings) Group {
-	return Group{Name: "anomalies", Handlers: []Handler{Detectors{Defaults: defaults}}, Async: true}
+	return Group{Name: AnomalyGroupName, Handlers: []Handler{Detectors{Defaults: defaults}}, Async: true}
 }
 
 // Detectors watches agent activity and raises anomaly flags. A flag is

@@ -20,6 +20,7 @@ import (
 
 	"github.com/haldir-dev/haldir/app"
 	"github.com/haldir-dev/haldir/domain"
+	"github.com/haldir-dev/haldir/projections"
 	"github.com/haldir-dev/haldir/storage/sqldb/sqltest"
 	"github.com/haldir-dev/haldir/transparency"
 	"github.com/haldir-dev/haldir/vault"
@@ -268,4 +269,43 @@ func (r *Response) Expect(t testing.TB, status int, code ...string) *Response {
 		t.Fatalf("got %s; want status %d %v", r, status, code)
 	}
 	return r
+}
+
+// AwaitFlags waits until the anomaly detectors have passed the ledger's
+// head, the flags they raised are appended, and the read models show them;
+// it returns the ledger head they reflect.
+func (s *Server) AwaitFlags(t testing.TB) int64 {
+	t.Helper()
+	ctx := context.Background()
+	head, err := s.App.Store.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for s.App.Projector.Position(projections.AnomalyGroupName) < head {
+		if time.Now().After(deadline) {
+			t.Fatal("the detectors did not reach the ledger head")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for {
+		pending, err := s.App.Queries.PendingFlags(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("raised flags were not appended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if head, err = s.App.Store.Head(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.App.Projector.WaitFor(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	return head
 }

@@ -129,20 +129,7 @@ func (o *overlay) plan(p *plan, batch []events.Proposed, now time.Time) callPlan
 			h = o.head(pr.Tenant)
 		}
 		pos++
-		e := events.Event{
-			ID:         pr.ID,
-			Tenant:     pr.Tenant,
-			Stream:     pr.Stream,
-			Version:    cur + 1,
-			Type:       pr.Type,
-			Payload:    nonNil(pr.Payload),
-			Metadata:   events.EncodeMetadata(pr.Meta),
-			RecordedAt: now,
-			Seq:        h.Seq + 1,
-			Position:   pos,
-			PrevHash:   h.Hash,
-		}
-		e.Hash = events.ComputeHash(&e)
+		e := h.Next(*pr, cur+1, pos, now)
 		versions[k] = e.Version
 		heads[pr.Tenant] = events.TenantHead{Seq: e.Seq, Hash: e.Hash}
 		rows = append(rows, e)
@@ -184,13 +171,6 @@ func (c *callPlan) needsRows() bool {
 func sameContent(p *events.Proposed, e *events.Event) bool {
 	return p.Tenant == e.Tenant && p.Stream == e.Stream && p.Type == e.Type &&
 		string(p.Payload) == string(e.Payload) && string(events.EncodeMetadata(p.Meta)) == string(e.Metadata)
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }
 
 // recordedNow returns the recorded time of a group: the current time at nanosecond

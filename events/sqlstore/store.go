@@ -453,20 +453,7 @@ func (s *Store) plan(ctx context.Context, tx *sql.Tx, p *pending, existing map[s
 			h = th
 		}
 		pos++
-		e := events.Event{
-			ID:         pr.ID,
-			Tenant:     pr.Tenant,
-			Stream:     pr.Stream,
-			Version:    cur + 1,
-			Type:       pr.Type,
-			Payload:    nonNil(pr.Payload),
-			Metadata:   events.EncodeMetadata(pr.Meta),
-			RecordedAt: now,
-			Seq:        h.Seq + 1,
-			Position:   pos,
-			PrevHash:   h.Hash,
-		}
-		e.Hash = events.ComputeHash(&e)
+		e := h.Next(*pr, cur+1, pos, now)
 		versions[key] = e.Version
 		heads[pr.Tenant] = events.TenantHead{Seq: e.Seq, Hash: e.Hash}
 		out = append(out, e)
@@ -658,13 +645,6 @@ func (s *Store) insert(ctx context.Context, tx *sql.Tx, rows []events.Event) err
 		}
 	}
 	return nil
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }
 
 // remember adds committed rows to the ring of recent events.
