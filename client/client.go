@@ -1,5 +1,11 @@
 // Package client is a small Go client of Haldir's /v1 API, used by the
 // haldir command line. Every call is bounded by the client's timeout.
+//
+// A client carries a session consistency token: the highest Haldir-Position
+// (ledger position) any response has named, sent back on every later
+// request. A server that answers such a request only once its read models
+// include that position gives the client read-your-writes across replicas
+// behind a load balancer (HALDIR_READ_YOUR_WRITES=position).
 package client
 
 import (
@@ -10,20 +16,42 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
+
+// PositionHeader names the ledger position a write reached, in responses,
+// and the position a request must see, in requests.
+const PositionHeader = "Haldir-Position"
 
 // Client calls one Haldir server with one API key.
 type Client struct {
 	BaseURL string
 	Key     string
 	HTTP    *http.Client
+
+	position atomic.Int64 // the highest Haldir-Position seen; 0 for none
 }
 
 // New returns a client for baseURL, authenticating with key.
 func New(baseURL, key string) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Key: key, HTTP: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// Position returns the highest Haldir-Position the client has seen in a
+// response (0 before any): the token its requests carry.
+func (c *Client) Position() int64 { return c.position.Load() }
+
+// ObservePosition raises the client's position to pos; it never lowers it.
+// It carries the token between clients: b.ObservePosition(a.Position()).
+func (c *Client) ObservePosition(pos int64) {
+	for cur := c.position.Load(); pos > cur; cur = c.position.Load() {
+		if c.position.CompareAndSwap(cur, pos) {
+			return
+		}
+	}
 }
 
 // APIError is an error answer from the server: the JSON envelope.
@@ -98,6 +126,9 @@ func (c *Client) Raw(ctx context.Context, method, path string, body any) (*http.
 		req.Header.Set("Authorization", "Bearer "+c.Key)
 	}
 	req.Header.Set("User-Agent", "haldir-cli")
+	if pos := c.Position(); pos > 0 {
+		req.Header.Set(PositionHeader, strconv.FormatInt(pos, 10))
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		var ue *UnreachableError
@@ -105,6 +136,10 @@ func (c *Client) Raw(ctx context.Context, method, path string, body any) (*http.
 			return nil, ue
 		}
 		return nil, &UnreachableError{URL: c.BaseURL, Err: errors.Unwrap(err)}
+	}
+	// Digits only, at most an int64: anything else is ignored.
+	if pos, err := strconv.ParseUint(resp.Header.Get(PositionHeader), 10, 63); err == nil {
+		c.ObservePosition(int64(pos))
 	}
 	if resp.StatusCode < 400 {
 		return resp, nil

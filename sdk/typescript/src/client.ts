@@ -48,6 +48,8 @@ export interface HaldirClientOptions {
   retry?: Partial<RetryPolicy>;
   /** A `fetch` to use instead of the global one (proxies, instrumentation). */
   fetch?: typeof fetch;
+  /** A `Haldir-Position` to start from, e.g. another client's {@link HaldirClient.position}. */
+  position?: number;
 }
 
 /** Options every write accepts. */
@@ -72,6 +74,16 @@ interface Call {
   idempotencyKey?: string | undefined;
   /** Return the body as text (exports). */
   raw?: boolean;
+}
+
+/** The ledger position a write reached (in responses) or a read must see (in requests). */
+const POSITION_HEADER = 'Haldir-Position';
+
+/** A Haldir-Position header's value, or undefined unless it is digits naming a safe integer. */
+function parsePosition(value: string | null): number | undefined {
+  if (!value || !/^[0-9]+$/.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 const FINAL_APPROVAL_STATUSES = new Set(['approved', 'denied', 'expired']);
@@ -102,6 +114,12 @@ const seg = (s: string): string => encodeURIComponent(s);
  * Every method resolves to the server's JSON (snake_case, as on the wire)
  * and rejects with a {@link HaldirError} subclass. Every write carries an
  * `Idempotency-Key`, kept across retries, so a retried write runs once.
+ *
+ * The client remembers the highest `Haldir-Position` any response named
+ * ({@link HaldirClient.position}) and sends it on every later request: a
+ * session consistency token, so that behind a load balancer each replica
+ * answers only once it shows this client's own writes (read-your-writes
+ * across replicas).
  */
 export class HaldirClient {
   readonly baseUrl: string;
@@ -109,6 +127,7 @@ export class HaldirClient {
   readonly #timeoutMs: number;
   readonly #retry: RetryPolicy;
   readonly #fetch: typeof fetch;
+  #position = 0;
 
   constructor(options: HaldirClientOptions = {}) {
     this.#apiKey = options.apiKey ?? env('HALDIR_API_KEY');
@@ -117,6 +136,17 @@ export class HaldirClient {
     this.#retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     if (options.maxRetries !== undefined) this.#retry.maxRetries = options.maxRetries;
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    if (options.position !== undefined) {
+      if (!Number.isSafeInteger(options.position) || options.position < 0) {
+        throw new RangeError(`position must be a ledger position (a non-negative integer), not ${options.position}`);
+      }
+      this.#position = options.position;
+    }
+  }
+
+  /** The highest `Haldir-Position` any response named (0 before any): the token every request sends back. */
+  get position(): number {
+    return this.#position;
   }
 
   /** Keeps the API key out of logs and `console.log(client)`. */
@@ -145,6 +175,7 @@ export class HaldirClient {
       if (call.idempotent !== false || call.idempotencyKey) headers['Idempotency-Key'] = call.idempotencyKey ?? crypto.randomUUID();
     }
     for (let attempt = 1; ; attempt++) {
+      if (this.#position > 0) headers[POSITION_HEADER] = String(this.#position);
       let response: Response;
       try {
         response = await this.#fetch(url, { method: call.method, headers, body, signal: AbortSignal.timeout(this.#timeoutMs) });
@@ -157,6 +188,7 @@ export class HaldirClient {
         await sleep(delay);
         continue;
       }
+      this.#position = Math.max(this.#position, parsePosition(response.headers.get(POSITION_HEADER)) ?? 0);
       if (RETRY_STATUSES.has(response.status)) {
         const delay = retryDelay(this.#retry, attempt, parseRetryAfter(response.headers.get('retry-after')));
         if (delay !== undefined) {

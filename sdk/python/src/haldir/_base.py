@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -118,6 +119,43 @@ def money(value: Optional[Money]) -> Optional[Union[int, float, Decimal]]:
     if value is None or isinstance(value, (int, float, Decimal)):
         return value
     return Decimal(value)
+
+
+#: The ledger position a write reached (in responses) or a read must see (in requests).
+POSITION_HEADER = "Haldir-Position"
+_MAX_POSITION = 2**63 - 1
+
+
+class Position:
+    """The session consistency token: the highest ``Haldir-Position`` seen.
+
+    Every request carries it once a response has named one, so a server
+    behind a load balancer answers on any replica only once that replica
+    shows the client's own writes (read-your-writes across replicas). It
+    only ever grows, and is safe to share between threads.
+    """
+
+    def __init__(self, start: int = 0) -> None:
+        if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= _MAX_POSITION:
+            raise ValueError(f"position must be a ledger position (an integer from 0 to 2**63-1), not {start!r}")
+        self._value = start
+        self._lock = threading.Lock()
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+    def observe(self, response: httpx.Response) -> None:
+        """Raise the token to the response's position; malformed values are ignored."""
+        raw = response.headers.get(POSITION_HEADER, "")
+        if raw.isascii() and raw.isdigit() and int(raw) <= _MAX_POSITION:
+            with self._lock:
+                self._value = max(self._value, int(raw))
+
+    def send(self, headers: dict[str, str]) -> None:
+        """Put the token in a request's headers, once there is one."""
+        if self._value:
+            headers[POSITION_HEADER] = str(self._value)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator, Mapping, Optional, Sequence, cast
 import httpx
 
 from . import _api
-from ._base import Config, Money, Request, RetryPolicy, connection_error, decode, prepare, retry_delay
+from ._base import Config, Money, Position, Request, RetryPolicy, connection_error, decode, prepare, retry_delay
 from .errors import HaldirError
 from .types import (
     ActionLogged,
@@ -70,6 +70,8 @@ class AsyncHaldirClient:
         retry: the full :class:`RetryPolicy`, when more control is needed.
         http_client: an ``httpx.AsyncClient`` to use instead of the client's
             own; it is not closed by :meth:`aclose`.
+        position: a ``Haldir-Position`` to start from, e.g. another client's
+            :attr:`position`.
     """
 
     def __init__(
@@ -81,8 +83,10 @@ class AsyncHaldirClient:
         max_retries: Optional[int] = None,
         retry: Optional[RetryPolicy] = None,
         http_client: Optional[httpx.AsyncClient] = None,
+        position: int = 0,
     ) -> None:
         self._config = Config.resolve(api_key, base_url, timeout, retry, max_retries)
+        self._position = Position(position)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
 
@@ -90,6 +94,13 @@ class AsyncHaldirClient:
     def base_url(self) -> str:
         """The server this client talks to."""
         return self._config.base_url
+
+    @property
+    def position(self) -> int:
+        """The highest ``Haldir-Position`` any response named (0 before
+        any): the consistency token every request sends back. Pass it as
+        ``position=`` to carry it to another client."""
+        return self._position.value
 
     def __repr__(self) -> str:
         return f"AsyncHaldirClient(base_url={self._config.base_url!r})"
@@ -114,6 +125,7 @@ class AsyncHaldirClient:
         attempt = 0
         while True:
             attempt += 1
+            self._position.send(headers)
             try:
                 response = await self._http.request(req.method, url, params=req.params, content=body, headers=headers, timeout=self._config.timeout)
             except httpx.TransportError as exc:
@@ -123,6 +135,7 @@ class AsyncHaldirClient:
                 log.warning("haldir: %s %s failed (%s); retry %d in %.2fs", req.method, req.path, type(exc).__name__, attempt, delay)
                 await asyncio.sleep(delay)
                 continue
+            self._position.observe(response)
             delay = retry_delay(self._config.retry, attempt, response)
             if delay is None:
                 return decode(response, req.raw)

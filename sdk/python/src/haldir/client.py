@@ -9,7 +9,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, cast
 import httpx
 
 from . import _api
-from ._base import Config, Money, Request, RetryPolicy, connection_error, decode, prepare, retry_delay
+from ._base import Config, Money, Position, Request, RetryPolicy, connection_error, decode, prepare, retry_delay
 from .errors import HaldirError
 from .types import (
     ActionLogged,
@@ -70,6 +70,8 @@ class HaldirClient:
         http_client: an ``httpx.Client`` to use instead of the client's own
             (for proxies, custom TLS or event hooks); it is not closed by
             :meth:`close`.
+        position: a ``Haldir-Position`` to start from, e.g. another client's
+            :attr:`position`.
 
     Every method returns the decoded JSON body and raises a
     :class:`~haldir.errors.HaldirError` subclass on an error response. Every
@@ -86,8 +88,10 @@ class HaldirClient:
         max_retries: Optional[int] = None,
         retry: Optional[RetryPolicy] = None,
         http_client: Optional[httpx.Client] = None,
+        position: int = 0,
     ) -> None:
         self._config = Config.resolve(api_key, base_url, timeout, retry, max_retries)
+        self._position = Position(position)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout)
 
@@ -95,6 +99,13 @@ class HaldirClient:
     def base_url(self) -> str:
         """The server this client talks to."""
         return self._config.base_url
+
+    @property
+    def position(self) -> int:
+        """The highest ``Haldir-Position`` any response named (0 before
+        any): the consistency token every request sends back. Pass it as
+        ``position=`` to carry it to another client."""
+        return self._position.value
 
     def __repr__(self) -> str:
         return f"HaldirClient(base_url={self._config.base_url!r})"
@@ -119,6 +130,7 @@ class HaldirClient:
         attempt = 0
         while True:
             attempt += 1
+            self._position.send(headers)
             try:
                 response = self._http.request(req.method, url, params=req.params, content=body, headers=headers, timeout=self._config.timeout)
             except httpx.TransportError as exc:
@@ -128,6 +140,7 @@ class HaldirClient:
                 log.warning("haldir: %s %s failed (%s); retry %d in %.2fs", req.method, req.path, type(exc).__name__, attempt, delay)
                 time.sleep(delay)
                 continue
+            self._position.observe(response)
             delay = retry_delay(self._config.retry, attempt, response)
             if delay is None:
                 return decode(response, req.raw)
