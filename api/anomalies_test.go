@@ -222,10 +222,10 @@ func TestFlagsAreRaisedOnceUnderConcurrencyAndReplay(t *testing.T) {
 
 		ctx := context.Background()
 		headBefore, _ := s.App.Store.Head(ctx)
-		if _, err := projections.Rebuild(ctx, s.App.DB, s.App.Store, projections.AnomalyGroup(domain.AnomalySettings{}), nil); err != nil {
+		if _, err := projections.Rebuild(ctx, s.App.DB.State(), s.App.Store, projections.AnomalyGroup(domain.AnomalySettings{}), nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := projections.Rebuild(ctx, s.App.DB, s.App.Store, projections.CoreGroup, nil); err != nil {
+		if _, err := projections.Rebuild(ctx, s.App.DB.State(), s.App.Store, projections.CoreGroup, nil); err != nil {
 			t.Fatal(err)
 		}
 		pending, err := s.App.Queries.PendingFlags(ctx, 10)

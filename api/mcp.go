@@ -215,7 +215,7 @@ func (s *Server) mcpTools(ctx context.Context, req *proxy.Request) ([]proxy.Tool
 	if req.Session == "" || s.deps.Upstreams == nil || !p.scopes.Allows(domain.Need{Resource: domain.Proxy, Access: domain.Write}) {
 		return out, nil
 	}
-	ses, found, err := s.deps.Queries.Session(ctx, p.tenant, req.Session)
+	ses, found, err := s.deps.Commands.Session(ctx, p.tenant, req.Session)
 	if err != nil || !found || !ses.Valid(s.now()) {
 		return out, err
 	}

@@ -30,7 +30,7 @@ func (s *Server) routeTable() []route {
 		{method: get, path: "/v1/keys", need: need(domain.Admin, domain.Read), summary: "List API keys", handle: s.listKeys},
 		{method: del, path: "/v1/keys/{prefix}", need: need(domain.Admin, domain.Write), summary: "Revoke an API key", handle: s.revokeKey},
 
-		{method: post, path: "/v1/sessions", need: need(domain.Sessions, domain.Write), summary: "Create an agent session", handle: s.createSession},
+		{method: post, path: "/v1/sessions", need: need(domain.Sessions, domain.Write), summary: "Create an agent session", handle: s.createSession, ledgerOnly: true},
 		{method: get, path: "/v1/sessions/{id}", need: need(domain.Sessions, domain.Read), summary: "Get a session", handle: s.getSession},
 		{method: del, path: "/v1/sessions/{id}", need: need(domain.Sessions, domain.Write), summary: "Revoke a session", handle: s.revokeSession},
 		{method: post, path: "/v1/sessions/{id}/check", need: need(domain.Sessions, domain.Read), summary: "Check a session scope", handle: s.checkSession},
@@ -58,10 +58,10 @@ func (s *Server) routeTable() []route {
 		{method: get, path: "/v1/proxy/upstreams", need: need(domain.Proxy, domain.Read), summary: "Upstream health and stats", handle: s.listUpstreams},
 		{method: get, path: "/v1/proxy/tools", need: need(domain.Proxy, domain.Read), summary: "Proxied tools, with quarantine status", handle: s.listProxyTools},
 		{method: post, path: "/v1/proxy/tools/{name}/approve", need: need(domain.Admin, domain.Write), summary: "Approve a quarantined tool's new definition", handle: s.approveProxyTool},
-		{method: post, path: "/v1/proxy/call", need: need(domain.Proxy, domain.Write), summary: "Call a tool through the governed proxy", handle: s.proxyCall},
+		{method: post, path: "/v1/proxy/call", need: need(domain.Proxy, domain.Write), summary: "Call a tool through the governed proxy", handle: s.proxyCall, ledgerOnly: true},
 		{method: post, path: "/v1/proxy/policies", need: need(domain.Proxy, domain.Write), summary: "Add a proxy policy", handle: s.addPolicy},
 		{method: get, path: "/v1/proxy/policies", need: need(domain.Proxy, domain.Read), summary: "List proxy policies", handle: s.listPolicies},
-		{method: post, path: "/mcp", summary: "MCP over Streamable HTTP: Haldir's tools and governed upstream tools (tool-level scopes apply)", stream: s.mcp, rawBody: true},
+		{method: post, path: "/mcp", summary: "MCP over Streamable HTTP: Haldir's tools and governed upstream tools (tool-level scopes apply)", stream: s.mcp, rawBody: true, ledgerOnly: true},
 		{method: get, path: "/.well-known/mcp/server-card.json", auth: authNone, summary: "MCP server card", handle: s.serverCard},
 
 		{method: post, path: "/v1/agents/{agent_id}/kill", need: need(domain.Sessions, domain.Write), summary: "Stop an agent: revoke its sessions and refuse it everything until unkill", handle: s.killAgent},
@@ -77,9 +77,9 @@ func (s *Server) routeTable() []route {
 		{method: get, path: "/v1/anomalies/settings", need: need(domain.Admin, domain.Read), summary: "The tenant's anomaly detector settings", handle: s.anomalySettings},
 		{method: put, path: "/v1/anomalies/settings", need: need(domain.Admin, domain.Write), summary: "Change anomaly detector settings (absent fields keep their value)", handle: s.putAnomalySettings},
 
-		{method: post, path: "/v1/payments/authorize", need: need(domain.Payments, domain.Write), summary: "Authorize spend against a session cap", handle: s.authorizePayment},
+		{method: post, path: "/v1/payments/authorize", need: need(domain.Payments, domain.Write), summary: "Authorize spend against a session cap", handle: s.authorizePayment, ledgerOnly: true},
 
-		{method: post, path: "/v1/audit", need: need(domain.Audit, domain.Write), summary: "Log an agent action", handle: s.logAction},
+		{method: post, path: "/v1/audit", need: need(domain.Audit, domain.Write), summary: "Log an agent action", handle: s.logAction, ledgerOnly: true},
 		{method: get, path: "/v1/audit", need: need(domain.Audit, domain.Read), summary: "Query the audit trail (the ledger)", handle: s.queryAudit},
 		{method: get, path: "/v1/audit/spend", need: need(domain.Audit, domain.Read), summary: "Spend summary", handle: s.spend},
 		{method: get, path: "/v1/audit/verify", need: need(domain.Audit, domain.Read), summary: "Verify the tenant's hash chain", handle: s.verify},

@@ -141,6 +141,12 @@ type route struct {
 	onForbidden func(*call, *domain.Error) error
 	// rawBody leaves the body undecoded (JSON-RPC may send an array).
 	rawBody bool
+	// ledgerOnly marks the hot commands on every agent's request path
+	// (commands.Service.acknowledge), which decide from the ledger and
+	// aggregates: they do not wait for the read models to reach the
+	// tenant's earlier writes, as every other authenticated request does.
+	// /mcp is one: its own tools run as REST routes, which wait.
+	ledgerOnly bool
 }
 
 // call is one request on its way through the pipeline.
@@ -374,6 +380,16 @@ func (s *Server) prepare(c *call) error {
 	}
 	if err := s.authenticate(c); err != nil {
 		return err
+	}
+	// Read-your-writes without a header: the read models include what
+	// this replica has appended for the tenant before the request is
+	// served (usually true already; see commands.Service.AwaitTenant).
+	// Past the bound the request is served anyway: the writes it may not
+	// show answered Haldir-Read-Your-Writes: pending.
+	if c.tenant != "" && !c.route.ledgerOnly {
+		if err := s.deps.Commands.AwaitTenant(c.ctx, c.tenant); err != nil && !errors.Is(err, commands.ErrNotProjected) {
+			return err
+		}
 	}
 	if ct := c.r.Header.Get("Content-Type"); ct != "" && len(c.body) > 0 {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {

@@ -40,18 +40,33 @@ func fillStore(t *testing.T, s *apptest.Server) (free func()) {
 		}
 	}
 	if db.Dialect == sqldb.SQLite {
-		exec("VACUUM")
-		var pages, limit int64
-		if err := db.Write.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
-			t.Fatal(err)
+		// A full disk fills both files: the ledger's and the state's.
+		var frees []func()
+		for _, f := range []*sqldb.DB{db, db.State()} {
+			if _, err := f.Write.Exec("VACUUM"); err != nil {
+				t.Fatal(err)
+			}
+			var pages, limit int64
+			if err := f.Write.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Write.QueryRow(fmt.Sprintf("PRAGMA max_page_count = %d", pages)).Scan(&limit); err != nil || limit != pages {
+				t.Fatalf("max_page_count = %d (%v), want %d", limit, err, pages)
+			}
+			frees = append(frees, func() {
+				t.Helper()
+				if err := f.Write.QueryRow("PRAGMA max_page_count = 4294967294").Scan(&limit); err != nil || limit <= pages {
+					t.Fatalf("lifting max_page_count: %d, %v", limit, err)
+				}
+			})
 		}
-		if err := db.Write.QueryRow(fmt.Sprintf("PRAGMA max_page_count = %d", pages)).Scan(&limit); err != nil || limit != pages {
-			t.Fatalf("max_page_count = %d (%v), want %d", limit, err, pages)
+		if db.State() == db {
+			t.Fatal("the SQLite store has no state file of its own")
 		}
 		return func() {
 			t.Helper()
-			if err := db.Write.QueryRow("PRAGMA max_page_count = 4294967294").Scan(&limit); err != nil || limit <= pages {
-				t.Fatalf("lifting max_page_count: %d, %v", limit, err)
+			for _, free := range frees {
+				free()
 			}
 		}
 	}
@@ -166,7 +181,7 @@ func checkNothingLost(t *testing.T, s *apptest.Server, c *apptest.Client, sessio
 	if err := s.App.Projector.WaitFor(ctx, head); err != nil {
 		t.Fatal(err)
 	}
-	diffs, _, err := projections.Check(ctx, s.App.DB, s.App.Store, projections.CoreGroup, nil)
+	diffs, _, err := projections.Check(ctx, s.App.DB.State(), s.App.Store, projections.CoreGroup, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +353,7 @@ func TestUnprojectedWriteAnswersPending(t *testing.T) {
 			s := apptest.Start(t, backend, shortReadYourWrites)
 			a := s.NewTenant("a")
 			ses := a.Do("POST", "/v1/sessions", map[string]any{"agent_id": "bot"}).Expect(t, 201).Str("session_id")
-			db := s.App.DB
+			db := s.App.DB.State() // the read models'
 			block, unblock := []string{
 				"CREATE TRIGGER test_block_audit BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'blocked by the test'); END",
 			}, []string{"DROP TRIGGER test_block_audit"}

@@ -330,22 +330,25 @@ func TestSecretCiphertextTampering(t *testing.T) {
 		ses := newSession(t, c, "read")
 		c.Do("POST", "/v1/secrets", map[string]any{"name": "one", "value": "value-one"}).Expect(t, 201)
 		c.Do("POST", "/v1/secrets", map[string]any{"name": "two", "value": "value-two"}).Expect(t, 201)
-		db := s.App.DB
+		db, state := s.App.DB, s.App.DB.State() // the ledger's, and the keys' and read models'
 		exec := func(q string, args ...any) {
 			t.Helper()
-			if _, err := db.Write.Exec(db.Rebind(q), args...); err != nil {
+			if _, err := state.Write.Exec(state.Rebind(q), args...); err != nil {
 				t.Fatal(err)
 			}
 		}
 		var one, two []byte
-		db.Read.QueryRow(db.Rebind("SELECT sealed FROM secrets WHERE name = ?"), "one").Scan(&one)
-		db.Read.QueryRow(db.Rebind("SELECT sealed FROM secrets WHERE name = ?"), "two").Scan(&two)
+		state.Read.QueryRow(state.Rebind("SELECT sealed FROM secrets WHERE name = ?"), "one").Scan(&one)
+		state.Read.QueryRow(state.Rebind("SELECT sealed FROM secrets WHERE name = ?"), "two").Scan(&two)
+		if len(one) == 0 || len(two) == 0 {
+			t.Fatal("the secrets' read model holds no ciphertext")
+		}
 		// The read model is what reads decide on only for listing; the
 		// command reads the ledger. Tamper where an attacker with database
 		// access would: move secret one's ciphertext into secret two's
 		// ledger event and key row.
 		var keyOne string
-		db.Read.QueryRow(db.Rebind("SELECT key_id FROM secrets WHERE name = ?"), "one").Scan(&keyOne)
+		state.Read.QueryRow(state.Rebind("SELECT key_id FROM secrets WHERE name = ?"), "one").Scan(&keyOne)
 		exec("UPDATE secret_keys SET name = ?, version = 1 WHERE key_id = ?", "two", keyOne)
 		exec("DELETE FROM secret_keys WHERE name = ? AND key_id <> ?", "two", keyOne)
 		swapSealed(t, db, "two", one, keyOne)
@@ -407,7 +410,7 @@ func TestVaultKeyHandling(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			n, version, err := keystore.New(s.App.DB).Rotate(context.Background(), master, nil, nil)
+			n, version, err := keystore.New(s.App.DB.State()).Rotate(context.Background(), master, nil, nil)
 			if err != nil || n != 1 || version != 2 {
 				t.Fatalf("rotate: %d keys to version %d, %v", n, version, err)
 			}
@@ -422,7 +425,7 @@ func TestVaultKeyHandling(t *testing.T) {
 			// Rotation to a new master key; then a restart with it.
 			nextKey := vault.GenerateMasterKey()
 			next, _ := vault.ParseMasterKey(nextKey)
-			if _, v, err := keystore.New(s.App.DB).Rotate(context.Background(), master, &next, nil); err != nil || v != 3 {
+			if _, v, err := keystore.New(s.App.DB.State()).Rotate(context.Background(), master, &next, nil); err != nil || v != 3 {
 				t.Fatalf("rotate to a new master: version %d, %v", v, err)
 			}
 			cfg := s.Config

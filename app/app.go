@@ -78,11 +78,29 @@ type Config struct {
 	// models to show it, and a read naming a position waits for them to
 	// reach it (default 5 s).
 	ReadYourWritesTimeout time.Duration
+	// ReadYourWrites is how replicas on Postgres give read-your-writes to
+	// the agents' hot writes (sessions, audit, payments, governed calls):
+	// ReadYourWritesStrict (the default) or ReadYourWritesPosition. The
+	// embedded store, one process, always answers them once durable: a
+	// later request of the tenant waits for the read models there.
+	ReadYourWrites string
 	// Tracing exports OpenTelemetry traces over OTLP/HTTP when enabled
 	// (package cli turns it on from the OTEL_* environment).
 	Tracing telemetry.TracingConfig
 	Version string
 }
+
+// Read-your-writes modes (Config.ReadYourWrites).
+const (
+	// ReadYourWritesStrict: a hot write answers once the shared read
+	// models show it, so every replica serves it at once.
+	ReadYourWritesStrict = "strict"
+	// ReadYourWritesPosition: a hot write answers once durable; the
+	// replica that took it shows it to the tenant's next request, and any
+	// replica to a request echoing its Haldir-Position (the SDKs and the
+	// Go client do).
+	ReadYourWritesPosition = "position"
+)
 
 // Secret config values never print.
 func (c Config) String() string {
@@ -134,11 +152,14 @@ type App struct {
 	Projector       *projections.Projector
 	Commands        *commands.Service
 	Queries         *projections.Queries
-	API             *api.Server
-	Keys            *keystore.Store
-	Checkpoints     *treelog.Log
-	Deliveries      *webhooks.Queue
-	Guard           outbound.Guard
+	// Sessions is the in-memory session read model Queries answers from
+	// first; nil on Postgres (see projections.SessionCache).
+	Sessions    *projections.SessionCache
+	API         *api.Server
+	Keys        *keystore.Store
+	Checkpoints *treelog.Log
+	Deliveries  *webhooks.Queue
+	Guard       outbound.Guard
 	// Upstreams are the tenants' MCP upstream connections in this process.
 	Upstreams *proxy.Tenants
 	// Metrics are the process's Prometheus metrics (GET /metrics).
@@ -162,17 +183,27 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ReadYourWrites != "" && cfg.ReadYourWrites != ReadYourWritesStrict && cfg.ReadYourWrites != ReadYourWritesPosition {
+		db.Close()
+		return nil, fmt.Errorf("HALDIR_READ_YOUR_WRITES must be %q or %q, not %q", ReadYourWritesStrict, ReadYourWritesPosition, cfg.ReadYourWrites)
+	}
 	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{}), projected: make(chan struct{}), delivered: make(chan struct{}), listening: make(chan struct{})}
 	if a.Store, err = openLedger(ctx, cfg, db, log); err != nil {
 		db.Close()
 		return nil, err
 	}
-	a.Deliveries = webhooks.NewQueue(db, 0)
+	a.Deliveries = webhooks.NewQueue(db.State(), 0)
 	a.Guard = outbound.Guard{AllowPrivate: cfg.AllowPrivateNetworks}
 	// The core projection keeps the API's caches in step with the ledger.
 	var observer atomic.Pointer[api.Server]
+	if db.Dialect == sqldb.SQLite {
+		a.Sessions = projections.NewSessionCache(0) // one process sees every event first
+	}
 	core := projections.CoreGroup
 	core.Observe = func(e *events.Event) {
+		if a.Sessions != nil {
+			a.Sessions.Observe(e)
+		}
 		if s := observer.Load(); s != nil {
 			s.Observe(e)
 		}
@@ -181,7 +212,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if cfg.AnomalyDefaults != nil {
 		a.anomalyDefaults = *cfg.AnomalyDefaults
 	}
-	if a.Projector, err = projections.NewProjector(ctx, db, a.Store, log, core, projections.OutboxGroup(a.Deliveries), projections.AnomalyGroup(a.anomalyDefaults)); err != nil {
+	if a.Projector, err = projections.NewProjector(ctx, db.State(), a.Store, log, core, projections.OutboxGroup(a.Deliveries), projections.AnomalyGroup(a.anomalyDefaults)); err != nil {
 		a.Store.Close()
 		db.Close()
 		return nil, err
@@ -193,8 +224,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}
 	}()
 	<-a.Projector.Running()
-	a.Queries = projections.NewQueries(db)
-	a.Keys = keystore.New(db)
+	a.Queries = projections.NewQueries(db.State())
+	if a.Sessions != nil {
+		a.Queries.CacheSessions(a.Sessions)
+	}
+	a.Keys = keystore.New(db.State())
 	v, err := openVault(ctx, cfg, a.Keys, log)
 	if err != nil {
 		a.Projector.Close()
@@ -208,7 +242,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		db.Close()
 		return nil, err
 	}
-	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v, Reads: a.Queries, Guard: a.Guard, SettleTimeout: cfg.ReadYourWritesTimeout})
+	a.Commands = commands.New(a.Store, a.Projector, log, commands.Options{Vault: v, Reads: a.Queries, Guard: a.Guard, SettleTimeout: cfg.ReadYourWritesTimeout,
+		AcknowledgeDurable: db.Dialect == sqldb.SQLite || cfg.ReadYourWrites == ReadYourWritesPosition})
 	var limiter ratelimit.Limiter = ratelimit.NewMemory()
 	if db.Dialect == sqldb.Postgres {
 		limiter = limits.New(db) // replicas share counters
@@ -480,7 +515,7 @@ func openLog(cfg Config, db *sqldb.DB, q *projections.Queries, log *slog.Logger)
 		log.Warn("generated a new checkpoint signing key; auditors trust its public half, so keep it",
 			"file", filepath.Join(dataDir, treelog.SigningKeyFile))
 	}
-	return treelog.New(checkpoints.New(db), q, q, skey)
+	return treelog.New(checkpoints.New(db.State()), q, q, skey)
 }
 
 // appendFlags appends the flags the detectors raised to the ledger. Every

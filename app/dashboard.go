@@ -44,7 +44,7 @@ func (a *App) Handler() http.Handler {
 	}
 	dash := web.New(web.Options{
 		API:      a.API,
-		Sessions: sqlsessions.New(a.DB),
+		Sessions: sqlsessions.New(a.DB.State()),
 		Keyring:  keyring,
 		Log:      a.Log.With("component", "dashboard"),
 	})

@@ -125,6 +125,7 @@ func TestGolden(t *testing.T) {
 			step("", "proxy", "call", files+".delete", "--session", agentSes, "--args", `{"path":"/"}`)
 			step("", "proxy", "call", files+".echo", "--session", agentSes, "--args", `[1]`)
 			step("", "webhooks", "add", up+"/hook", "--events", "session.revoked")
+			flagsRecorded(t, s) // the revocations' deliveries are done: the list counts them
 			step("", "webhooks", "list")
 			step("", "kill", "--agent", agent, "--reason", "golden test")
 			step("", "kills")
@@ -382,7 +383,7 @@ func flagsRecorded(t *testing.T, s *apptest.Server) {
 	}
 	for {
 		var n int
-		if err := s.App.DB.Read.QueryRowContext(ctx, "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").Scan(&n); err != nil {
+		if err := s.App.DB.State().Read.QueryRowContext(ctx, "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {

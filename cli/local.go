@@ -254,7 +254,7 @@ with the checkpoint, in one transaction. A running server may keep serving.`,
 			defer store.Close()
 			p := e.progress("rebuilding")
 			start := time.Now()
-			pos, err := projections.Rebuild(cmd.Context(), db, store, projections.CoreGroup, p.update)
+			pos, err := projections.Rebuild(cmd.Context(), db.State(), store, projections.CoreGroup, p.update)
 			p.done()
 			if err != nil {
 				return fail(ExitCheckFailed, "rebuild failed: %v", err)
@@ -289,7 +289,7 @@ Exits 1 when they differ.`,
 			defer db.Close()
 			defer store.Close()
 			p := e.progress("replaying")
-			diffs, pos, err := projections.Check(cmd.Context(), db, store, projections.CoreGroup, p.update)
+			diffs, pos, err := projections.Check(cmd.Context(), db.State(), store, projections.CoreGroup, p.update)
 			p.done()
 			if err != nil {
 				return fail(ExitCheckFailed, "replay failed: %v", err)

@@ -35,6 +35,7 @@ func (e *env) config() app.Config {
 		AllowPrivateNetworks: v.GetBool("allow-private-networks"),
 		Tracing:              telemetry.TracingFromEnv(os.Getenv),
 		AnomalyDefaults:      anomalyDefaults(v.GetBool("anomaly-defaults")),
+		ReadYourWrites:       v.GetString("read-your-writes"),
 		Version:              Version,
 	}
 }
@@ -78,6 +79,7 @@ applied at start. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.Bool("allow-private-networks", false, "let webhooks and MCP upstreams reach loopback, private and link-local addresses (env HALDIR_ALLOW_PRIVATE_NETWORKS)")
 	f.String("event-store-url", "", "put the ledger on KurrentDB (esdb:// or kurrentdb://); the read models stay in Postgres, so --database-url is required (env HALDIR_EVENT_STORE_URL)")
 	f.Bool("anomaly-defaults", false, "run the anomaly detectors with the built-in settings for tenants that set none (by default they run only where a tenant turned them on; env HALDIR_ANOMALY_DEFAULTS)")
+	f.String("read-your-writes", app.ReadYourWritesStrict, "on Postgres: 'strict' (a write is in the shared read models before it answers, so every replica shows it at once) or 'position' (the agents' hot writes answer once durable; other replicas show them to a request echoing Haldir-Position, as the SDKs do) (env HALDIR_READ_YOUR_WRITES)")
 	f.String("debug-addr", "", "serve Go pprof profiles on this address, e.g. 127.0.0.1:6060; keep it private (env HALDIR_DEBUG_ADDR)")
 	return cmd
 }

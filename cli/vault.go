@@ -58,7 +58,7 @@ key as HALDIR_ENCRYPTION_KEY.`,
 				next = &k
 			}
 			p := e.progress("re-wrapping data keys")
-			n, version, err := keystore.New(db).Rotate(ctx, master, next, p.update)
+			n, version, err := keystore.New(db.State()).Rotate(ctx, master, next, p.update)
 			p.done()
 			if errors.Is(err, keystore.ErrWrongMasterKey) {
 				return fail(ExitAuth, "%v", err)

@@ -66,7 +66,7 @@ func (s *Service) withSession(ctx context.Context, tenant string, a *domain.Appr
 	if s.reads == nil || a.Version == 0 {
 		return nil
 	}
-	ses, found, err := s.reads.Session(ctx, tenant, a.Request.SessionID)
+	ses, found, err := s.session(ctx, tenant, a.Request.SessionID)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (s *Service) requestEvent(a Actor, req ApprovalRequest, binding string, exp
 // RequestApproval opens a request for the exact call described, or returns
 // the pending request already open for it.
 func (s *Service) RequestApproval(ctx context.Context, a Actor, req ApprovalRequest) (domain.Approval, error) {
-	ses, found, err := s.reads.Session(ctx, a.Tenant, req.Call.SessionID)
+	ses, found, err := s.session(ctx, a.Tenant, req.Call.SessionID)
 	if err != nil {
 		return domain.Approval{}, err
 	}

@@ -292,7 +292,7 @@ func (g *Governor) refuse(ctx context.Context, c *governed, r *Refusal) error {
 func (g *Governor) checkSession(ctx context.Context, c *governed) (*Refusal, error) {
 	if domain.ValidID("ses", c.SessionID) {
 		var err error
-		if c.session, c.found, err = g.cmd.reads.Session(ctx, c.a.Tenant, c.SessionID); err != nil {
+		if c.session, c.found, err = g.cmd.session(ctx, c.a.Tenant, c.SessionID); err != nil {
 			return nil, err
 		}
 	}
@@ -447,12 +447,7 @@ func (g *Governor) forward(ctx context.Context, c *governed, d *Decision) (json.
 	}
 	d.Verdict, d.CallID = "allowed", callID
 	// The decision's projection (read-your-writes) runs alongside the call.
-	settled := make(chan struct{})
-	go func() {
-		defer close(settled)
-		g.cmd.Settle(ctx, pos)
-	}()
-	defer func() { <-settled }()
+	defer g.cmd.SettleLater(ctx, pos)()
 	// The upstream call's span is the parent of its HTTP requests, which
 	// carry it as their traceparent.
 	uctx, span := g.startSpan(ctx, "tools/call "+c.Tool, trace.SpanKindClient, attribute.String("mcp.method.name", "tools/call"),

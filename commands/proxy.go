@@ -254,8 +254,11 @@ func (s *Service) AddPolicy(ctx context.Context, a Actor, p domain.Policy) (doma
 // DenyCall records a refused call. It was never forwarded.
 func (s *Service) DenyCall(ctx context.Context, a Actor, d domain.ToolCallDenied) error {
 	id := a.newID("cal")
-	_, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.CallStream(id)), Tenant: a.Tenant, Stream: domain.CallStream(id), ExpectedVersion: 0,
+	recs, err := s.appendDurable(ctx, events.Proposed{ID: a.eventID(domain.CallStream(id)), Tenant: a.Tenant, Stream: domain.CallStream(id), ExpectedVersion: 0,
 		Type: domain.TypeToolCallDenied, Payload: encode(d), Meta: a.meta(d.SessionID, d.AgentID)})
+	if err == nil {
+		s.acknowledge(ctx, recs)
+	}
 	return err
 }
 
@@ -263,7 +266,7 @@ func (s *Service) DenyCall(ctx context.Context, a Actor, d domain.ToolCallDenied
 // call id; if it cannot be recorded, the caller must not forward the call.
 // It returns once the event is durable, with the call id and the event's
 // position, without waiting for projections: the caller settles it
-// (Settle) while the call is under way.
+// (SettleLater) while the call is under way.
 func (s *Service) AllowCall(ctx context.Context, a Actor, c domain.ToolCallAllowed) (callID string, position int64, err error) {
 	c.CallID = a.newID("cal")
 	position, err = s.appendUnsettled(ctx, events.Proposed{ID: a.eventID(domain.CallStream(c.CallID)), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 0,

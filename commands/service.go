@@ -20,6 +20,9 @@ import (
 // Waiter is what commands wait on for read-your-writes: the projector.
 type Waiter interface {
 	WaitFor(ctx context.Context, position int64) error
+	// Reached reports, without waiting, whether the read models include
+	// position.
+	Reached(position int64) bool
 }
 
 // Actor is who issues a command and the request facts recorded in each
@@ -78,6 +81,10 @@ type Service struct {
 	guard    URLGuard
 	// settleTimeout bounds the wait for projections after a command.
 	settleTimeout time.Duration
+	// positions are the tenants' last appended positions (LastWritten).
+	positions tenantPositions
+	// ackDurable: hot commands answer once durable (acknowledge).
+	ackDurable bool
 }
 
 // Options configure a Service.
@@ -95,6 +102,13 @@ type Options struct {
 	// SettleTimeout bounds a command's wait for the projections to show
 	// what it appended (default 5 s).
 	SettleTimeout time.Duration
+	// AcknowledgeDurable has the hot commands (see acknowledge) answer as
+	// soon as their events are durable, without waiting for the read
+	// models: a later request of the tenant to this process still sees
+	// them (AwaitTenant), and a request to another process that echoes
+	// their position. Without it they settle like every other command, so
+	// that every replica sharing the read models shows them at once.
+	AcknowledgeDurable bool
 }
 
 // New returns a Service appending to store and waiting on waiter.
@@ -111,7 +125,8 @@ func New(store events.Store, waiter Waiter, log *slog.Logger, opts Options) *Ser
 	if opts.SettleTimeout == 0 {
 		opts.SettleTimeout = 5 * time.Second
 	}
-	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: opts.SettleTimeout, vault: opts.Vault, reads: opts.Reads, guard: opts.Guard}
+	s := &Service{store: store, waiter: waiter, log: log, now: func() time.Time { return opts.Now().UTC() }, settleTimeout: opts.SettleTimeout, vault: opts.Vault, reads: opts.Reads, guard: opts.Guard,
+		ackDurable: opts.AcknowledgeDurable}
 	if s.guard == nil {
 		s.guard = refuseAll{}
 	}
@@ -152,19 +167,79 @@ func (s *Service) appendDurable(ctx context.Context, ps ...events.Proposed) ([]e
 	if errors.Is(err, events.ErrDuplicateID) {
 		recs, err = recorded(ctx, s.store, ps)
 	}
+	if err == nil {
+		s.wrote(recs)
+	}
 	return recs, err
 }
 
-// appendUnsettled appends like append but does not wait for projections;
-// the caller settles the returned position itself (see Settle).
+// wrote records recs as the latest writes of their tenants (LastWritten).
+func (s *Service) wrote(recs []events.Event) {
+	for i := range recs {
+		s.positions.note(recs[i].Tenant, recs[i].Position)
+	}
+}
+
+// acknowledge ends a hot command, one on every agent's request path
+// (sessions, audit, payments, governed calls), whose decisions read the
+// ledger and aggregates, not read models. With AcknowledgeDurable its
+// events are durable and it answers at once with their position: the read
+// models show them to a later request of the tenant on this replica
+// (AwaitTenant), and on any replica to a request that echoes the
+// position. Without, it settles.
+func (s *Service) acknowledge(ctx context.Context, recs []events.Event) {
+	if !s.ackDurable {
+		s.settle(ctx, recs)
+		return
+	}
+	s.wrote(recs)
+	if len(recs) == 0 {
+		return
+	}
+	pos := recs[len(recs)-1].Position
+	noteWritten(ctx, pos, s.waiter == nil || s.waiter.Reached(pos))
+}
+
+// LastWritten returns the highest ledger position this process has appended
+// for tenant, 0 if none since it started.
+func (s *Service) LastWritten(tenant string) int64 { return s.positions.get(tenant) }
+
+// AwaitTenant waits, within the settle bound, until the read models include
+// every event this process has appended for tenant, so that a request sees
+// the tenant's earlier writes on this replica without naming a position.
+// It returns at once when they already do, the usual case.
+func (s *Service) AwaitTenant(ctx context.Context, tenant string) error {
+	return s.AwaitPosition(ctx, s.positions.get(tenant))
+}
+
+// appendUnsettled appends like append but does not wait for projections,
+// and returns the position of the last event; the caller settles it
+// (SettleLater) unless the outcome is an observation no query must show
+// at once.
 func (s *Service) appendUnsettled(ctx context.Context, ps ...events.Proposed) (int64, error) {
 	recs, err := s.appendDurable(ctx, ps...)
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
 	pos := recs[len(recs)-1].Position
-	noteWritten(ctx, pos, true) // not awaited by design: see the callers
+	noteWritten(ctx, pos, s.waiter == nil || s.waiter.Reached(pos))
 	return pos, nil
+}
+
+// SettleLater starts settling position in the background, for a hot
+// command that overlaps the wait with other work (a governed call, with
+// its upstream call); wait returns once settled. With AcknowledgeDurable
+// there is nothing to wait for (see acknowledge).
+func (s *Service) SettleLater(ctx context.Context, position int64) (wait func()) {
+	if s.ackDurable {
+		return func() {}
+	}
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		s.Settle(ctx, position)
+	}()
+	return func() { <-settled }
 }
 
 // recorded returns the stored events with the ids of ps.
@@ -190,6 +265,7 @@ func recorded(ctx context.Context, store events.Store, ps []events.Proposed) ([]
 
 // settle waits until the projections include recs (see Settle).
 func (s *Service) settle(ctx context.Context, recs []events.Event) {
+	s.wrote(recs)
 	if len(recs) > 0 {
 		s.Settle(ctx, recs[len(recs)-1].Position)
 	}
@@ -217,7 +293,7 @@ var ErrNotProjected = domain.Errorf(domain.CodeUnavailable, "the read models hav
 // include ledger position, for a read that must see a write (made here or
 // on another replica). It returns ErrNotProjected on timeout.
 func (s *Service) AwaitPosition(ctx context.Context, position int64) error {
-	if s.waiter == nil || position <= 0 {
+	if s.waiter == nil || position <= 0 || s.waiter.Reached(position) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.settleTimeout)
@@ -229,6 +305,30 @@ func (s *Service) AwaitPosition(ctx context.Context, position int64) error {
 		return err
 	}
 	return nil
+}
+
+// Session is session for the API's reads on the hot routes (Haldir's MCP
+// tool list), which do not wait for the tenant's writes.
+func (s *Service) Session(ctx context.Context, tenant, id string) (domain.Session, bool, error) {
+	return s.session(ctx, tenant, id)
+}
+
+// session reads a session from the read model for a decision that must see
+// a revocation made on any replica (revocations settle before they
+// answer). A session the read model does not hold yet may have been
+// created by this tenant a moment ago, acknowledged before its projection:
+// the read is retried once the read models include the tenant's writes.
+func (s *Service) session(ctx context.Context, tenant, id string) (domain.Session, bool, error) {
+	ses, found, err := s.reads.Session(ctx, tenant, id)
+	if err != nil || found || s.waiter == nil || s.positions.get(tenant) == 0 {
+		return ses, found, err
+	}
+	// Read again even if the read models have meanwhile caught up: they
+	// may have done so after the first read.
+	if err := s.AwaitTenant(ctx, tenant); err != nil {
+		return ses, false, err
+	}
+	return s.reads.Session(ctx, tenant, id)
 }
 
 // retryPause reports whether a decision that lost a version race on its

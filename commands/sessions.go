@@ -167,11 +167,12 @@ func (s *Service) CreateSession(ctx context.Context, a Actor, req domain.NewSess
 	if err := s.alive(ctx, a.Tenant, req.AgentID, false); err != nil {
 		return domain.SessionCreated{}, err
 	}
-	recs, err := s.append(ctx, events.Proposed{ID: a.eventID(domain.SessionStream(id)), Tenant: a.Tenant, Stream: domain.SessionStream(id),
+	recs, err := s.appendDurable(ctx, events.Proposed{ID: a.eventID(domain.SessionStream(id)), Tenant: a.Tenant, Stream: domain.SessionStream(id),
 		ExpectedVersion: 0, Type: domain.TypeSessionCreated, Payload: encode(created), Meta: a.meta(id, req.AgentID)})
 	if err != nil {
 		return created, err
 	}
+	s.acknowledge(ctx, recs)
 	// A kill that committed before the session did may have missed it.
 	if err := s.alive(ctx, a.Tenant, req.AgentID, true); err != nil {
 		if rerr := s.revokeSession(ctx, a, id, "agent_killed"); rerr != nil {
@@ -233,7 +234,7 @@ func (s *Service) AuthorizePayment(ctx context.Context, a Actor, sessionID strin
 	// Approval rules apply to payments a valid session could make; an
 	// invalid session is refused below without bothering a person.
 	if s.reads != nil {
-		ses, found, err := s.reads.Session(ctx, a.Tenant, sessionID)
+		ses, found, err := s.session(ctx, a.Tenant, sessionID)
 		if err != nil {
 			return PaymentResult{}, err
 		}
@@ -271,7 +272,7 @@ func (s *Service) authorize(ctx context.Context, a Actor, sessionID string, amou
 	if err != nil {
 		return PaymentResult{}, err
 	}
-	s.settle(ctx, recs)
+	s.acknowledge(ctx, recs)
 	r := PaymentResult{RecordedAt: recs[0].RecordedAt}
 	switch recs[0].Type {
 	case domain.TypePaymentAuthorized:
@@ -320,7 +321,7 @@ func (s *Service) LogAction(ctx context.Context, a Actor, sessionID string, act 
 	if err != nil {
 		return LoggedAction{}, err
 	}
-	s.settle(ctx, recs)
+	s.acknowledge(ctx, recs)
 	entry, err := decodeRecorded[domain.AuditLogged](recs[0])
 	return LoggedAction{EntryID: recs[0].ID, Entry: entry}, err
 }

@@ -148,7 +148,7 @@ func (s *Service) ReadSecret(ctx context.Context, a Actor, name, sessionID, via 
 	if sessionID != "" && domain.ValidID("ses", sessionID) {
 		// The projected session, not the cached aggregate: a revocation on
 		// another replica must count at once.
-		if ses, found, err = s.reads.Session(ctx, a.Tenant, sessionID); err != nil {
+		if ses, found, err = s.session(ctx, a.Tenant, sessionID); err != nil {
 			return nil, err
 		}
 	}

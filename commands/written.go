@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // Written is what one request's commands appended, for read-your-writes
@@ -56,4 +57,29 @@ func (w *Written) Pending() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.pending
+}
+
+// tenantPositions maps tenants to the highest position this process has
+// appended for them. Entries are never removed: one per tenant.
+type tenantPositions struct{ m sync.Map } // tenant -> *atomic.Int64
+
+func (t *tenantPositions) note(tenant string, pos int64) {
+	v, ok := t.m.Load(tenant)
+	if !ok {
+		v, _ = t.m.LoadOrStore(tenant, new(atomic.Int64))
+	}
+	p := v.(*atomic.Int64)
+	for {
+		cur := p.Load()
+		if pos <= cur || p.CompareAndSwap(cur, pos) {
+			return
+		}
+	}
+}
+
+func (t *tenantPositions) get(tenant string) int64 {
+	if v, ok := t.m.Load(tenant); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
 }

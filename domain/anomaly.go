@@ -97,6 +97,11 @@ type AnomalySettings struct {
 	Responses map[string]string `json:"responses,omitempty"`
 }
 
+// Off reports whether every detector is turned off.
+func (s AnomalySettings) Off() bool {
+	return s.LoopCalls <= 0 && !s.FirstUse && s.Denials <= 0 && s.Spend <= 0 && !s.Hours
+}
+
 // Automatic responses to a flag.
 const (
 	ResponseFlag = "flag"

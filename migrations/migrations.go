@@ -75,8 +75,29 @@ const createTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at BIGINT  NOT NULL
 )`
 
-// Status returns every available migration with its applied state.
+// Status returns every available migration with its applied state. On
+// SQLite, whose ledger and state have a file each (sqldb.DB.State), a
+// migration counts as applied once both files have it.
 func Status(ctx context.Context, db *sqldb.DB) ([]Migration, error) {
+	all, err := fileStatus(ctx, db)
+	if err != nil || db.State() == db {
+		return all, err
+	}
+	state, err := fileStatus(ctx, db.State())
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if state[i].Pending() {
+			all[i].AppliedAt = time.Time{}
+		}
+		all[i].Modified = all[i].Modified || state[i].Modified
+	}
+	return all, nil
+}
+
+// fileStatus is Status for one database file.
+func fileStatus(ctx context.Context, db *sqldb.DB) ([]Migration, error) {
 	all, err := Available(db.Dialect)
 	if err != nil {
 		return nil, err
@@ -150,8 +171,24 @@ func appliedMigrations(ctx context.Context, q interface {
 // returns those it applied. It refuses to run when an applied migration's
 // file has changed. Concurrent callers on Postgres are serialised with an
 // advisory lock; SQLite has a single writer.
+//
+// On SQLite both files get every migration: the ledger file's other
+// tables stay empty, and the state file's ledger table too. A store made
+// when one file held everything has its state moved (adoptState).
 func Up(ctx context.Context, db *sqldb.DB, progress func(Migration)) ([]Migration, error) {
-	status, err := Status(ctx, db)
+	done, err := upFile(ctx, db, progress)
+	if err != nil || db.State() == db {
+		return done, err
+	}
+	if _, err := upFile(ctx, db.State(), nil); err != nil {
+		return done, err
+	}
+	return done, adoptState(ctx, db)
+}
+
+// upFile is Up for one database file.
+func upFile(ctx context.Context, db *sqldb.DB, progress func(Migration)) ([]Migration, error) {
+	status, err := fileStatus(ctx, db)
 	if err != nil {
 		return nil, err
 	}

@@ -100,18 +100,27 @@ func (d Detectors) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
 	if strings.HasPrefix(e.Tenant, "_") {
 		return nil
 	}
+	cached := Batch(tx, "anomaly-settings", func() map[string]domain.AnomalySettings { return map[string]domain.AnomalySettings{} })
 	if e.Type == domain.TypeAnomalySettingsChanged {
+		delete(cached, e.Tenant)
 		_, err := tx.Exec(ctx, `INSERT INTO {anomaly_settings} (tenant_id, settings) VALUES (?, ?)
 ON CONFLICT (tenant_id) DO UPDATE SET settings = excluded.settings`, e.Tenant, string(e.Payload))
 		return err
 	}
+	s, ok := cached[e.Tenant]
+	if !ok {
+		var err error
+		if s, err = d.settings(ctx, tx, e.Tenant); err != nil {
+			return err
+		}
+		cached[e.Tenant] = s
+	}
+	if s.Off() {
+		return nil
+	}
 	act, err := activityOf(e)
 	if err != nil || !act.active && !act.denial || act.agent == "" && !act.denial {
 		return err // nothing a detector counts
-	}
-	s, err := d.settings(ctx, tx, e.Tenant)
-	if err != nil {
-		return err
 	}
 	var flags []domain.AnomalyFlagged
 	raise := func(f domain.AnomalyFlagged, err error) error {

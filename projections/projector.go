@@ -86,6 +86,18 @@ func (g Group) Tables() []string {
 // maxBatch bounds how many events one projection transaction applies.
 const maxBatch = 512
 
+// Under a steady stream of appends a group commits at most once per
+// interval, so that each transaction applies many events: a projection
+// transaction's fixed cost (its commit, the checkpoint, the Merkle tree's
+// flush) is most of its cost. An Async group waits asyncInterval, which
+// is what its consumers (a webhook delivery, an anomaly flag) may wait
+// beyond the commit of the event they act on. Another group waits
+// readInterval, and not at all while a request waits for it (WaitFor).
+const (
+	asyncInterval = 25 * time.Millisecond
+	readInterval  = 5 * time.Millisecond
+)
+
 // Projector runs groups against a store. Create it with NewProjector and
 // run it with Run.
 type Projector struct {
@@ -166,6 +178,17 @@ func (p *Projector) WaitFor(ctx context.Context, pos int64) error {
 	return nil
 }
 
+// Reached reports whether every group but the Async ones has committed
+// position pos, without waiting.
+func (p *Projector) Reached(pos int64) bool {
+	for _, r := range p.runners {
+		if !r.group.Async && r.committed.Load() < pos {
+			return false
+		}
+	}
+	return true
+}
+
 // runner applies one group's events. The router delivers one message at a
 // time (the subscriber waits for each Ack), so its fields need no lock; the
 // goroutine changes between messages, with the channel hand-off ordering
@@ -184,6 +207,12 @@ type runner struct {
 	committed atomic.Int64
 	mu        sync.Mutex
 	changed   chan struct{}
+	// lastCommit is when the group last committed (see readInterval).
+	lastCommit time.Time
+	// waiters counts the WaitFor calls waiting for the group; hurry is
+	// closed, under mu, when one starts waiting.
+	waiters atomic.Int32
+	hurry   chan struct{}
 }
 
 func (r *runner) ensureCheckpoint(ctx context.Context) (int64, error) {
@@ -224,6 +253,9 @@ func (r *runner) handle(m *message.Message) error {
 	r.buf = append(r.buf, FromMessage(m))
 	if m.Metadata.Get(metaFlush) != "1" && len(r.buf) < maxBatch {
 		return nil
+	}
+	if len(r.buf) < maxBatch {
+		r.pause(m.Context())
 	}
 	batch := r.buf
 	r.buf = r.buf[:0]
@@ -302,6 +334,7 @@ func (r *runner) commit(ctx context.Context) error {
 		return fmt.Errorf("projections: commit: %w", err)
 	}
 	r.tx = nil
+	r.lastCommit = time.Now()
 	return nil
 }
 
@@ -310,6 +343,45 @@ func (r *runner) rollback() {
 		r.tx.Rollback()
 		r.tx = nil
 	}
+}
+
+// pause holds the subscriber, after the group's last commit, for the rest
+// of its interval (see readInterval), so that the events appended
+// meanwhile join the next batch; a request waiting for the group ends the
+// pause at once.
+func (r *runner) pause(ctx context.Context) {
+	interval := readInterval
+	if r.group.Async {
+		interval = asyncInterval
+	}
+	wait := interval - time.Since(r.lastCommit)
+	if wait <= 0 {
+		return
+	}
+	var hurry chan struct{}
+	if !r.group.Async {
+		r.mu.Lock()
+		if r.hurry == nil {
+			r.hurry = make(chan struct{})
+		}
+		hurry = r.hurry
+		r.mu.Unlock()
+		if r.waiters.Load() > 0 {
+			return
+		}
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-hurry:
+	case <-ctx.Done():
+	}
+	r.mu.Lock()
+	if r.hurry == hurry {
+		r.hurry = nil
+	}
+	r.mu.Unlock()
 }
 
 // advance publishes a committed position to waiters.
@@ -325,6 +397,17 @@ func (r *runner) advance(pos int64) {
 }
 
 func (r *runner) waitFor(ctx context.Context, pos int64) error {
+	if r.committed.Load() >= pos {
+		return nil
+	}
+	r.waiters.Add(1)
+	defer r.waiters.Add(-1)
+	r.mu.Lock()
+	if r.hurry != nil {
+		close(r.hurry)
+		r.hurry = nil
+	}
+	r.mu.Unlock()
 	for {
 		r.mu.Lock()
 		ch := r.changed

@@ -18,11 +18,16 @@ import (
 // except KeyByPrefix (authentication happens before a tenant is known) and
 // AnyTenant.
 type Queries struct {
-	db *sqldb.DB
+	db       *sqldb.DB
+	sessions *SessionCache
 }
 
 // NewQueries returns Queries over db.
 func NewQueries(db *sqldb.DB) *Queries { return &Queries{db: db} }
+
+// CacheSessions has Session answer from c when c holds the session (see
+// SessionCache for when that is safe). Call it before any use.
+func (q *Queries) CacheSessions(c *SessionCache) { q.sessions = c }
 
 func (q *Queries) row(ctx context.Context, query string, args ...any) *sql.Row {
 	return q.db.QueryRowRead(ctx, query, args...)
@@ -32,6 +37,11 @@ func nanos(n int64) time.Time { return time.Unix(0, n).UTC() }
 
 // Session returns the tenant's session id as last projected.
 func (q *Queries) Session(ctx context.Context, tenant, id string) (domain.Session, bool, error) {
+	if q.sessions != nil {
+		if s, ok := q.sessions.Get(tenant, id); ok {
+			return s, true, nil
+		}
+	}
 	var s domain.Session
 	var scopes string
 	var limit, spent, created, expires int64

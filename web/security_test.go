@@ -247,7 +247,7 @@ func TestSignOutRevokesTheSession(t *testing.T) {
 	}
 	var sealed []byte
 	var n int
-	if err := s.App.DB.Read.QueryRowContext(context.Background(), "SELECT count(*), max(sealed) FROM dashboard_sessions").Scan(&n, &sealed); err != nil {
+	if err := s.App.DB.State().Read.QueryRowContext(context.Background(), "SELECT count(*), max(sealed) FROM dashboard_sessions").Scan(&n, &sealed); err != nil {
 		t.Fatal(err)
 	}
 	if n != 1 || bytes.Contains(sealed, []byte(c.Key)) || bytes.Contains(sealed, []byte(c.Key[4:20])) {
@@ -266,7 +266,7 @@ func TestSignOutRevokesTheSession(t *testing.T) {
 		t.Errorf("the revoked cookie's live refresh answered %d, want 401", st)
 	}
 	var revoked int
-	if err := s.App.DB.Read.QueryRowContext(context.Background(), "SELECT count(*) FROM dashboard_sessions WHERE revoked_at IS NOT NULL").Scan(&revoked); err != nil {
+	if err := s.App.DB.State().Read.QueryRowContext(context.Background(), "SELECT count(*) FROM dashboard_sessions WHERE revoked_at IS NOT NULL").Scan(&revoked); err != nil {
 		t.Fatal(err)
 	}
 	if revoked != 1 {

@@ -30,8 +30,11 @@ type Cluster struct {
 	dir      string
 	mu       sync.Mutex
 	Replicas []*Replica
-	// DatabaseURL is the Postgres database the replicas share.
+	// DatabaseURL is the Postgres database the replicas share; empty for
+	// an embedded store (StartEmbedded).
 	DatabaseURL string
+	// DataDir is the embedded store's data directory (StartEmbedded).
+	DataDir string
 }
 
 // Replica is one running process of a Cluster.
@@ -113,6 +116,36 @@ func StartCluster(t testing.TB, n int, extraEnv ...string) *Cluster {
 	return c
 }
 
+// StartEmbedded starts one `haldir serve` process on a fresh embedded
+// SQLite store, as a Cluster of one (for kill -9 tests of the default
+// install).
+func StartEmbedded(t testing.TB, extraEnv ...string) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, bin: binary(t), dir: t.TempDir()}
+	c.DataDir = filepath.Join(c.dir, "data")
+	c.env = append(os.Environ(),
+		"HALDIR_ADMIN_TOKEN="+AdminToken,
+		"HALDIR_ALLOW_PRIVATE_NETWORKS=true",
+		"HALDIR_LOG_LEVEL=warn",
+		"HALDIR_ANOMALY_DEFAULTS=false",
+	)
+	c.env = append(c.env, extraEnv...)
+	t.Cleanup(c.stop)
+	c.Replicas = append(c.Replicas, c.start(0))
+	return c
+}
+
+// Command returns the haldir binary run with args on the cluster's store
+// (its environment, and --data-dir for an embedded store).
+func (c *Cluster) Command(args ...string) *exec.Cmd {
+	if c.DataDir != "" {
+		args = append(args, "--data-dir", c.DataDir)
+	}
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = c.env
+	return cmd
+}
+
 var listening = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
 // start runs replica i and waits until it is ready.
@@ -123,8 +156,7 @@ func (c *Cluster) start(i int) *Replica {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	r.cmd = exec.Command(c.bin, "serve", "--addr", "127.0.0.1:0", "--log-format", "text")
-	r.cmd.Env = c.env
+	r.cmd = c.Command("serve", "--addr", "127.0.0.1:0", "--log-format", "text")
 	r.cmd.Stderr = logf
 	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {

@@ -1,7 +1,12 @@
-// Package sqldb opens Haldir's SQL database: an embedded SQLite file
+// Package sqldb opens Haldir's SQL database: embedded SQLite files
 // (modernc.org/sqlite, pure Go) or PostgreSQL (pgx through database/sql).
-// The ledger, the projections and the other tables live in the same
-// database, so one transaction can move a projection and its checkpoint.
+//
+// On Postgres everything lives in one database. On SQLite, which lets one
+// writer at a time into a file, the ledger has a file of its own and
+// everything else, the read models first, lives in a second one (DB.State),
+// so that appending to the ledger never waits for a projection's
+// transaction, nor a projection for an append. A projection and its
+// checkpoint are always in the same file, so one transaction moves both.
 package sqldb
 
 import (
@@ -46,18 +51,56 @@ type DB struct {
 	reads readStmts
 	// url is the Postgres connection string, for Listen.
 	url string
+	// state is the SQLite database of everything but the ledger; nil when
+	// this database holds it all (Postgres, or a DB that is the state).
+	state *DB
 }
 
-// DatabaseFile is the SQLite file name inside the data directory.
-const DatabaseFile = "haldir.db"
+// State returns the database holding everything but the ledger: the read
+// models (the projections' tables and checkpoints), the queues the
+// projections fill (webhook deliveries, the anomaly outbox), the vault's
+// data keys, signed tree checkpoints and dashboard sign-ins. It is db
+// itself on Postgres. The read models can be rebuilt from the ledger; the
+// rest cannot, so back up both files.
+func (db *DB) State() *DB {
+	if db.state != nil {
+		return db.state
+	}
+	return db
+}
 
-// OpenSQLite opens (creating if needed) the SQLite database in dir with WAL,
-// synchronous=FULL (a commit is fsynced before it returns) and foreign keys.
+// SQLite file names inside the data directory: the ledger (with the
+// idempotency keys of the requests that append to it), and the state
+// (State).
+const (
+	DatabaseFile = "haldir.db"
+	StateFile    = "state.db"
+)
+
+// OpenSQLite opens (creating if needed) the SQLite databases in dir: the
+// ledger file, and beside it the state file (State). Both use WAL,
+// foreign keys and synchronous=FULL (a commit is fsynced before it
+// returns; read-model transactions relax it, see RelaxedTx).
 func OpenSQLite(dir string) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqldb: create data directory: %w", err)
 	}
-	path := filepath.Join(dir, DatabaseFile)
+	db, err := openSQLiteFile(filepath.Join(dir, DatabaseFile))
+	if err != nil {
+		return nil, err
+	}
+	state, err := openSQLiteFile(filepath.Join(dir, StateFile))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	db.state = state
+	return db, nil
+}
+
+// openSQLiteFile opens one SQLite file: a single writer connection and a
+// pool of read-only ones.
+func openSQLiteFile(path string) (*DB, error) {
 	// Create the file owner-only before SQLite does (it would use 0644);
 	// the WAL and shared-memory files inherit its mode.
 	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
@@ -123,7 +166,7 @@ func redact(err error, url string) error {
 	return errors.New(strings.ReplaceAll(err.Error(), url, "postgres://…"))
 }
 
-// Close closes both pools.
+// Close closes both pools, and the state database's.
 func (db *DB) Close() error {
 	db.reads.close()
 	if db.Stmts != nil {
@@ -132,6 +175,9 @@ func (db *DB) Close() error {
 	err := db.Write.Close()
 	if db.Read != db.Write {
 		err = errors.Join(err, db.Read.Close())
+	}
+	if db.state != nil {
+		err = errors.Join(err, db.state.Close())
 	}
 	return err
 }
