@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/haldir-dev/haldir/app"
 	"github.com/haldir-dev/haldir/app/apptest"
 )
 
@@ -35,6 +36,9 @@ func BenchmarkGovernedCallOverhead(b *testing.B) {
 	for _, backend := range apptest.Backends {
 		b.Run(backend, func(b *testing.B) { benchmarkGovernedCall(b, backend) })
 	}
+	b.Run("postgres-position", func(b *testing.B) {
+		benchmarkGovernedCall(b, "postgres", func(c *app.Config) { c.ReadYourWrites = app.ReadYourWritesPosition })
+	})
 }
 
 func benchmarkGovernedCall(b *testing.B, backend string, opts ...apptest.Option) {

@@ -13,9 +13,19 @@
 //	go run ./bench -url http://host:8000 -key hld_…   # an already running server
 //
 // Each table has a ratio column: the endpoint's rate over GET /healthz's in
-// the same run, the figure to compare across machines. With -replicas N the
-// same endpoints are measured on one replica, then on N replicas of the
-// same database with the clients spread round-robin over them.
+// the same run, the figure to compare across machines. With -runs N every
+// endpoint is measured N times, each on a fresh server, and a last table
+// gives the medians (the machine is noisy: compare medians). With
+// -replicas N the same endpoints are measured on one replica, then on N
+// replicas of the same database with the clients spread round-robin over
+// them.
+//
+// With -sustain D it then drives a mix of writes (audit entries, payments,
+// new sessions) for D on a fresh server and reports, from the server's
+// Prometheus gauges, how far in time every projection group trails the
+// ledger head, and how long they take to catch up once the load stops:
+//
+//	go run ./bench -runs 3 -sustain 60s
 package main
 
 import (
@@ -45,9 +55,12 @@ import (
 
 type options struct {
 	url, key, databaseURL, only string
-	duration, warmup            time.Duration
-	concurrency, replicas       int
+	adminToken                  string
+	duration, warmup, sustain   time.Duration
+	concurrency, replicas, runs int
 	jsonOut                     bool
+	// extraEnv are NAME=value settings for the servers started.
+	extraEnv []string
 }
 
 func main() {
@@ -61,7 +74,13 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only endpoints whose name contains this")
 	flag.BoolVar(&o.jsonOut, "json", false, "print results as JSON")
 	flag.IntVar(&o.replicas, "replicas", 1, "with -database-url: measure 1 replica, then this many on the same database")
+	flag.IntVar(&o.runs, "runs", 1, "measure every endpoint this many times, each on a fresh server, and print the medians")
+	flag.DurationVar(&o.sustain, "sustain", 0, "then drive mixed writes for this long and report the projections' lag behind the ledger")
+	flag.StringVar(&o.adminToken, "admin-token", "", "with -url and -sustain: the server's operator token, to read its gauges")
+	var env multiFlag
+	flag.Var(&env, "server-env", "NAME=value for the servers started (repeatable), e.g. HALDIR_READ_YOUR_WRITES=position")
 	flag.Parse()
+	o.extraEnv = env
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -73,12 +92,27 @@ func run(o options) error {
 		return errors.New("-replicas needs -database-url (replicas share one Postgres database)")
 	}
 	if o.url != "" {
-		return measureAndPrint(o, []string{o.url}, o.key, "")
+		var all [][]result
+		for run := 0; run < max(o.runs, 1); run++ {
+			rs, err := measureAndPrint(o, []string{o.url}, o.key, "")
+			if err != nil {
+				return err
+			}
+			all = append(all, rs)
+		}
+		printMedians(o, all, 1, "")
+		if o.sustain > 0 {
+			return sustain(o, o.url, o.key, o.adminToken)
+		}
+		return nil
 	}
 	env, err := serverEnv(o.databaseURL)
 	if err != nil {
 		return err
 	}
+	env = append(env, o.extraEnv...)
+	admin := vault.GenerateMasterKey() // any unguessable string
+	env = append(env, "HALDIR_ADMIN_TOKEN="+admin)
 	bin, dir, err := buildServer()
 	if err != nil {
 		return err
@@ -88,37 +122,67 @@ func run(o options) error {
 	if o.replicas > 1 {
 		counts = append(counts, o.replicas)
 	}
-	key := o.key
-	for _, n := range counts {
+	fresh := 0 // numbers the data directories and Postgres resets
+	start := func(n int) ([]*server, []string, error) {
+		if o.databaseURL != "" && fresh > 0 {
+			if err := resetDatabase(o.databaseURL); err != nil {
+				return nil, nil, err
+			}
+		}
 		var servers []*server
 		var bases []string
 		for i := 0; i < n; i++ {
-			srv, err := startServer(bin, filepath.Join(dir, fmt.Sprint("data-", i)), env)
+			srv, err := startServer(bin, filepath.Join(dir, fmt.Sprintf("data-%d-%d", fresh, i)), env)
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
-			defer srv.stop()
 			servers = append(servers, srv)
 			bases = append(bases, srv.url)
 		}
-		if key == "" {
-			if key, err = bootstrap(newClient(1), bases[0]); err != nil {
-				return err
-			}
-		}
-		label := ""
-		if len(counts) > 1 {
-			label = fmt.Sprintf("%d replica(s) on one Postgres", n)
-		}
-		if err := measureAndPrint(o, bases, key, label); err != nil {
-			return err
-		}
+		fresh++
+		return servers, bases, nil
+	}
+	stopAll := func(servers []*server) {
 		for _, srv := range servers {
 			srv.stop()
 		}
 	}
+	for _, n := range counts {
+		label := ""
+		if len(counts) > 1 {
+			label = fmt.Sprintf("%d replica(s) on one Postgres", n)
+		}
+		var all [][]result
+		for run := 0; run < max(o.runs, 1); run++ {
+			servers, bases, err := start(n)
+			if err != nil {
+				return err
+			}
+			rs, err := measureAndPrint(o, bases, o.key, label)
+			stopAll(servers)
+			if err != nil {
+				return err
+			}
+			all = append(all, rs)
+		}
+		printMedians(o, all, n, label)
+	}
+	if o.sustain > 0 {
+		servers, bases, err := start(1)
+		if err != nil {
+			return err
+		}
+		defer stopAll(servers)
+		return sustain(o, bases[0], "", admin)
+	}
 	return nil
 }
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // bootstrap creates the first key of a fresh install.
 func bootstrap(c *client, base string) (string, error) {
@@ -131,12 +195,12 @@ func bootstrap(c *client, base string) (string, error) {
 
 // measureAndPrint measures every endpoint with the clients spread over
 // bases, and prints the table (or JSON).
-func measureAndPrint(o options, bases []string, key, label string) error {
+func measureAndPrint(o options, bases []string, key, label string) ([]result, error) {
 	c := newClient(o.concurrency)
 	if key == "" {
 		var err error
 		if key, err = bootstrap(c, bases[0]); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	base := func(w int) string { return bases[w%len(bases)] }
@@ -149,7 +213,7 @@ func measureAndPrint(o options, bases []string, key, label string) error {
 		}
 		body := fmt.Sprintf(`{"agent_id":"bench-%d","scopes":["read","write"],"spend_limit":1000000,"ttl":86400}`, i)
 		if st, err := c.call("POST", bases[0]+"/v1/sessions", key, body, &r); err != nil || st != 201 {
-			return fmt.Errorf("create session: status %d, %v", st, err)
+			return nil, fmt.Errorf("create session: status %d, %v", st, err)
 		}
 		sessions[i] = r.SessionID
 	}
@@ -199,8 +263,15 @@ func measureAndPrint(o options, bases []string, key, label string) error {
 	if o.jsonOut {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"replicas": len(bases), "concurrency": o.concurrency, "duration_s": o.duration.Seconds(), "cpus": runtime.NumCPU(), "results": results})
+		return results, enc.Encode(map[string]any{"replicas": len(bases), "concurrency": o.concurrency, "duration_s": o.duration.Seconds(), "cpus": runtime.NumCPU(), "results": results})
 	}
+	printTable(label, results, healthz > 0)
+	fmt.Printf("\n%d clients, keep-alive, %s per endpoint, %d CPUs, %d replica(s); ratio = RPS / GET /healthz RPS in this run; only correct responses counted.\n",
+		o.concurrency, o.duration, runtime.NumCPU(), len(bases))
+	return results, nil
+}
+
+func printTable(label string, results []result, ratios bool) {
 	if label != "" {
 		fmt.Printf("\n%s\n", label)
 	}
@@ -208,15 +279,48 @@ func measureAndPrint(o options, bases []string, key, label string) error {
 	fmt.Fprintf(tw, "Endpoint\tRPS\tratio\tp50\tp95\tp99\tfailed\t\n")
 	for _, r := range results {
 		ratio := "–"
-		if healthz > 0 {
+		if ratios {
 			ratio = fmt.Sprintf("%.2f", r.Ratio)
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", r.Name, r.RPS, ratio, ms(r.P50), ms(r.P95), ms(r.P99), r.Failed)
 	}
 	tw.Flush()
-	fmt.Printf("\n%d clients, keep-alive, %s per endpoint, %d CPUs, %d replica(s); ratio = RPS / GET /healthz RPS in this run; only correct responses counted.\n",
-		o.concurrency, o.duration, runtime.NumCPU(), len(bases))
-	return nil
+}
+
+// printMedians prints, for more than one run, each endpoint's median RPS,
+// ratio and latencies over the runs (each figure's own median), and the
+// failures summed.
+func printMedians(o options, runs [][]result, replicas int, label string) {
+	if len(runs) < 2 || o.jsonOut {
+		return
+	}
+	median := func(xs []float64) float64 {
+		sort.Float64s(xs)
+		return xs[len(xs)/2]
+	}
+	var out []result
+	ratios := true
+	for i, first := range runs[0] {
+		m := result{Name: first.Name}
+		var rps, ratio, p50, p95, p99 []float64
+		for _, run := range runs {
+			if i >= len(run) {
+				continue
+			}
+			r := run[i]
+			rps, ratio = append(rps, r.RPS), append(ratio, r.Ratio)
+			p50, p95, p99 = append(p50, float64(r.P50)), append(p95, float64(r.P95)), append(p99, float64(r.P99))
+			m.Failed += r.Failed
+		}
+		m.RPS, m.Ratio = median(rps), median(ratio)
+		m.P50, m.P95, m.P99 = time.Duration(median(p50)), time.Duration(median(p95)), time.Duration(median(p99))
+		ratios = ratios && m.Ratio > 0
+		out = append(out, m)
+	}
+	fmt.Printf("\nMedian of %d runs%s\n", len(runs), map[bool]string{true: " (" + label + ")", false: ""}[label != ""])
+	printTable("", out, ratios)
+	fmt.Printf("\n%d clients, %s per endpoint per run, %d CPUs, %d replica(s); each column's median over the runs (ratio: the median of the runs' ratios).\n",
+		o.concurrency, o.duration, runtime.NumCPU(), replicas)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
