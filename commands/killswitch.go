@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/haldir-dev/haldir/domain"
 	"github.com/haldir-dev/haldir/events"
@@ -24,11 +25,28 @@ type killSwitches struct {
 	by    map[string]*killEntry
 }
 
+// killEntry is one tenant's cached kill-switch state. Fresh reads are
+// shared: a caller joins the next read to start (next), which begins only
+// after every caller that joined it arrived, so it sees every kill
+// committed before any of them asked; one read in flight at a time
+// (running) serves all who queued meanwhile, instead of one read each
+// under a lock.
 type killEntry struct {
-	mu     sync.Mutex
-	kills  domain.Kills
-	loaded bool
+	mu      sync.Mutex
+	kills   domain.Kills
+	loaded  bool
+	running bool
+	next    *killRead
 }
+
+// killRead is one read of a tenant's kill-switch stream and its waiters.
+type killRead struct {
+	done chan struct{}
+	err  error
+}
+
+// killReadTimeout bounds one shared read of a kill-switch stream.
+const killReadTimeout = 10 * time.Second
 
 func (k *killSwitches) entry(tenant string) *killEntry {
 	k.mu.Lock()
@@ -45,28 +63,70 @@ func (k *killSwitches) entry(tenant string) *killEntry {
 }
 
 // state returns the tenant's kills, first reading what the ledger holds
-// past the cache when fresh is set.
+// past the cache when fresh is set (a read that starts after this call).
 func (k *killSwitches) state(ctx context.Context, tenant string, fresh bool) (domain.Kills, error) {
 	e := k.entry(tenant)
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if fresh || !e.loaded {
-		evs, err := k.store.ReadStream(ctx, tenant, domain.KillSwitchStream, e.kills.Version)
-		if err != nil {
-			return domain.Kills{}, err
+		if e.next == nil {
+			e.next = &killRead{done: make(chan struct{})}
 		}
-		for i := range evs {
-			if err := e.kills.Apply(evs[i].Type, evs[i].Payload, evs[i].Version); err != nil {
-				return domain.Kills{}, err
-			}
+		r := e.next
+		if !e.running {
+			e.running = true
+			go k.read(e, tenant)
 		}
-		e.loaded = true
+		e.mu.Unlock()
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return domain.Kills{}, ctx.Err()
+		}
+		if r.err != nil {
+			return domain.Kills{}, r.err
+		}
+		e.mu.Lock()
 	}
+	defer e.mu.Unlock()
 	out := domain.Kills{Version: e.kills.Version, Killed: make(map[string]domain.AgentKill, len(e.kills.Killed))}
 	for a, kill := range e.kills.Killed {
 		out.Killed[a] = kill
 	}
 	return out, nil
+}
+
+// read runs the entry's queued reads one after another until none is
+// queued: each takes the waiters queued so far, reads the stream past the
+// cached version and folds it in.
+func (k *killSwitches) read(e *killEntry, tenant string) {
+	for {
+		e.mu.Lock()
+		r := e.next
+		if r == nil {
+			e.running = false
+			e.mu.Unlock()
+			return
+		}
+		e.next = nil
+		after := e.kills.Version
+		e.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), killReadTimeout)
+		evs, err := k.store.ReadStream(ctx, tenant, domain.KillSwitchStream, after)
+		cancel()
+		e.mu.Lock()
+		for i := range evs {
+			if err != nil || evs[i].Version <= e.kills.Version {
+				continue
+			}
+			err = e.kills.Apply(evs[i].Type, evs[i].Payload, evs[i].Version)
+		}
+		if err == nil {
+			e.loaded = true
+		}
+		r.err = err
+		e.mu.Unlock()
+		close(r.done)
+	}
 }
 
 // alive returns a CodeAgentKilled error when a kill in force covers the

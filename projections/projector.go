@@ -95,7 +95,7 @@ const maxBatch = 512
 // readInterval, and not at all while a request waits for it (WaitFor).
 const (
 	asyncInterval = 25 * time.Millisecond
-	readInterval  = 5 * time.Millisecond
+	readInterval  = 20 * time.Millisecond
 )
 
 // Projector runs groups against a store. Create it with NewProjector and
