@@ -27,6 +27,10 @@ func eventTypesOfTenant(t *testing.T, s *apptest.Server, tenant string) []string
 
 func ledgerTypes(t *testing.T, s *apptest.Server, tenant string, keep func(events.Event) bool) []string {
 	t.Helper()
+	// A governed call's outcome reaches the ledger just after the answer.
+	if err := s.App.Commands.AwaitTenant(context.Background(), tenant); err != nil {
+		t.Fatal(err)
+	}
 	evs, err := s.App.Store.ReadTenant(context.Background(), tenant, 0, 100_000)
 	if err != nil {
 		t.Fatal(err)

@@ -71,3 +71,40 @@ func TestReadsSeeTheTenantsOwnHotWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestAReadRightAfterAGovernedCallShowsItsOutcome: a governed call answers
+// without waiting for its outcome's commit (the decision was durable
+// before forwarding); the tenant's next request, without any header, still
+// finds the outcome in the audit trail. Eight tenants call at once, each
+// counting its own outcomes.
+func TestAReadRightAfterAGovernedCallShowsItsOutcome(t *testing.T) {
+	each(t, func(t *testing.T, s *apptest.Server) {
+		up := newUpstream(t)
+		var tenants []*apptest.Client
+		for w := 0; w < 8; w++ {
+			c := s.NewTenant(fmt.Sprint("t", w))
+			registerFiles(t, c, up)
+			tenants = append(tenants, c)
+		}
+		var wg sync.WaitGroup
+		for _, c := range tenants {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ses := agentSession(t, c, "bot", 0, "tool:files")
+				for i := 0; i < 5; i++ {
+					r := c.Do("POST", "/v1/proxy/call", map[string]any{"tool": "files.echo", "arguments": map[string]any{"message": "hi"}, "session_id": ses})
+					if r.Status != http.StatusOK {
+						t.Errorf("call: %s", r)
+						return
+					}
+					trail := c.Do("GET", "/v1/audit?limit=1000", nil)
+					if got := strings.Count(string(trail.Raw), `"type":"proxy.call_completed"`); got != i+1 {
+						t.Errorf("after %d calls the audit trail holds %d outcomes", i+1, got)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	})
+}

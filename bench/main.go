@@ -74,7 +74,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only endpoints whose name contains this")
 	flag.BoolVar(&o.jsonOut, "json", false, "print results as JSON")
 	flag.IntVar(&o.replicas, "replicas", 1, "with -database-url: measure 1 replica, then this many on the same database")
-	flag.IntVar(&o.runs, "runs", 1, "measure every endpoint this many times, each on a fresh server, and print the medians")
+	flag.IntVar(&o.runs, "runs", 1, "measure every endpoint this many times, each on a fresh server, and print the medians (0: none, with -sustain)")
 	flag.DurationVar(&o.sustain, "sustain", 0, "then drive mixed writes for this long and report the projections' lag behind the ledger")
 	flag.StringVar(&o.adminToken, "admin-token", "", "with -url and -sustain: the server's operator token, to read its gauges")
 	var env multiFlag
@@ -93,7 +93,7 @@ func run(o options) error {
 	}
 	if o.url != "" {
 		var all [][]result
-		for run := 0; run < max(o.runs, 1); run++ {
+		for run := 0; run < o.runs; run++ {
 			rs, err := measureAndPrint(o, []string{o.url}, o.key, "")
 			if err != nil {
 				return err
@@ -124,8 +124,14 @@ func run(o options) error {
 	}
 	fresh := 0 // numbers the data directories and Postgres resets
 	start := func(n int) ([]*server, []string, error) {
-		if o.databaseURL != "" && fresh > 0 {
-			if err := resetDatabase(o.databaseURL); err != nil {
+		if o.databaseURL != "" {
+			// The first run needs an empty database; the bench empties
+			// what it wrote before each later one.
+			check := requireEmpty
+			if fresh > 0 {
+				check = resetDatabase
+			}
+			if err := check(o.databaseURL); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -153,7 +159,7 @@ func run(o options) error {
 			label = fmt.Sprintf("%d replica(s) on one Postgres", n)
 		}
 		var all [][]result
-		for run := 0; run < max(o.runs, 1); run++ {
+		for run := 0; run < o.runs; run++ {
 			servers, bases, err := start(n)
 			if err != nil {
 				return err

@@ -37,7 +37,7 @@ func sustain(o options, base, key, adminToken string) error {
 		var r struct {
 			SessionID string `json:"session_id"`
 		}
-		body := fmt.Sprintf(`{"agent_id":"sustain-%d","spend_limit":100000000,"ttl":86400}`, i)
+		body := fmt.Sprintf(`{"agent_id":"sustain-%d","scopes":["read","write"],"spend_limit":1000000,"ttl":86400}`, i)
 		if st, err := c.call("POST", base+"/v1/sessions", key, body, &r); err != nil || st != 201 {
 			return fmt.Errorf("create session: status %d, %v", st, err)
 		}
@@ -218,6 +218,24 @@ func gauges(base, adminToken string) (head int64, groups map[string]int64, err e
 		return 0, nil, fmt.Errorf("GET /metrics holds no haldir_ledger_position or haldir_projection_position")
 	}
 	return head, groups, nil
+}
+
+// requireEmpty refuses a Postgres database that already holds tables: the
+// bench empties its database between runs, so it must be one made for it.
+func requireEmpty(url string) error {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&n); err != nil {
+		return fmt.Errorf("read the database's tables: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("the database at -database-url holds %d tables; the bench needs an empty database made for it (it empties it between runs)", n)
+	}
+	return nil
 }
 
 // resetDatabase empties the Postgres database at url (its public schema),

@@ -274,13 +274,35 @@ func (s *Service) AllowCall(ctx context.Context, a Actor, c domain.ToolCallAllow
 	return c.CallID, position, err
 }
 
-// CompleteCall records a forwarded call's outcome. It returns once the
-// event is durable; its projection follows without being waited for, as
-// the outcome is an observation, not a decision a query must reflect.
+// CompleteCall records a forwarded call's outcome. It hands the event to
+// the ledger writer and returns without waiting for the commit, so that
+// the call's answer does not wait for a second group commit after the
+// upstream's: the outcome is an observation, not a decision (the decision,
+// AllowCall, was durable before the call was forwarded). A failure to make
+// it durable is logged. The tenant's next request on this process waits
+// for it (AwaitTenant), so a read still shows it.
 func (s *Service) CompleteCall(ctx context.Context, a Actor, c domain.ToolCallCompleted) error {
-	_, err := s.appendUnsettled(ctx, events.Proposed{ID: a.eventID(domain.CallStream(c.CallID)), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 1,
-		Type: domain.TypeToolCallCompleted, Payload: encode(c), Meta: a.meta("", "")})
-	return err
+	ps := []events.Proposed{{ID: a.eventID(domain.CallStream(c.CallID)), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 1,
+		Type: domain.TypeToolCallCompleted, Payload: encode(c), Meta: a.meta("", "")}}
+	end := s.positions.begin(a.Tenant)
+	wait, err := s.store.AppendAsync(ctx, ps...)
+	if err != nil {
+		end()
+		return err
+	}
+	go func() {
+		defer end()
+		recs, err := wait()
+		if errors.Is(err, events.ErrDuplicateID) {
+			recs, err = recorded(context.Background(), s.store, ps)
+		}
+		if err != nil {
+			s.log.Error("could not record a governed call's outcome", "call", c.CallID, "err", err)
+			return
+		}
+		s.wrote(recs)
+	}()
+	return nil
 }
 
 // ReserveSpend authorises a governed call's cost against the session's cap

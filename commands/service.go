@@ -197,7 +197,26 @@ func (s *Service) acknowledge(ctx context.Context, recs []events.Event) {
 		return
 	}
 	pos := recs[len(recs)-1].Position
+	s.keepUp(ctx, pos)
 	noteWritten(ctx, pos, s.waiter == nil || s.waiter.Reached(pos))
+}
+
+// MaxUnprojected bounds how far the read models may trail a hot write
+// answered once durable: past it the write waits until they are within
+// the bound again. Writers are then held to the pace of the projections,
+// so the read models stay a bounded distance behind the ledger however
+// long the load lasts, instead of falling ever further behind.
+const MaxUnprojected = 500
+
+// keepUp holds a hot write whose position is more than MaxUnprojected
+// ahead of the read models (see MaxUnprojected), within the settle bound.
+func (s *Service) keepUp(ctx context.Context, pos int64) {
+	if s.waiter == nil || pos <= MaxUnprojected || s.waiter.Reached(pos-MaxUnprojected) {
+		return
+	}
+	if err := s.AwaitPosition(context.WithoutCancel(ctx), pos-MaxUnprojected); err != nil {
+		s.log.Warn("projections lag behind the ledger by more than the bound", "position", pos, "bound", MaxUnprojected, "err", err)
+	}
 }
 
 // LastWritten returns the highest ledger position this process has appended
@@ -209,6 +228,17 @@ func (s *Service) LastWritten(tenant string) int64 { return s.positions.get(tena
 // the tenant's earlier writes on this replica without naming a position.
 // It returns at once when they already do, the usual case.
 func (s *Service) AwaitTenant(ctx context.Context, tenant string) error {
+	// Outcomes of governed calls may still be on their way to the ledger
+	// (CompleteCall): they are part of what the tenant wrote.
+	wctx, cancel := context.WithTimeout(ctx, s.settleTimeout)
+	err := s.positions.settled(wctx, tenant)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ErrNotProjected
+	}
 	return s.AwaitPosition(ctx, s.positions.get(tenant))
 }
 
@@ -222,6 +252,9 @@ func (s *Service) appendUnsettled(ctx context.Context, ps ...events.Proposed) (i
 		return 0, err
 	}
 	pos := recs[len(recs)-1].Position
+	if s.ackDurable {
+		s.keepUp(ctx, pos)
+	}
 	noteWritten(ctx, pos, s.waiter == nil || s.waiter.Reached(pos))
 	return pos, nil
 }

@@ -60,18 +60,33 @@ func (w *Written) Pending() bool {
 }
 
 // tenantPositions maps tenants to the highest position this process has
-// appended for them. Entries are never removed: one per tenant.
-type tenantPositions struct{ m sync.Map } // tenant -> *atomic.Int64
+// appended for them, and counts the appends handed to the writer whose
+// outcome nobody waits for (Service.CompleteCall). Entries are never
+// removed: one per tenant.
+type tenantPositions struct{ m sync.Map } // tenant -> *tenantWrites
 
-func (t *tenantPositions) note(tenant string, pos int64) {
+type tenantWrites struct {
+	pos atomic.Int64
+	mu  sync.Mutex
+	// inflight counts the unawaited appends; drained is closed when it
+	// falls to zero (nil while it is zero).
+	inflight int
+	drained  chan struct{}
+}
+
+func (t *tenantPositions) of(tenant string) *tenantWrites {
 	v, ok := t.m.Load(tenant)
 	if !ok {
-		v, _ = t.m.LoadOrStore(tenant, new(atomic.Int64))
+		v, _ = t.m.LoadOrStore(tenant, new(tenantWrites))
 	}
-	p := v.(*atomic.Int64)
+	return v.(*tenantWrites)
+}
+
+func (t *tenantPositions) note(tenant string, pos int64) {
+	w := t.of(tenant)
 	for {
-		cur := p.Load()
-		if pos <= cur || p.CompareAndSwap(cur, pos) {
+		cur := w.pos.Load()
+		if pos <= cur || w.pos.CompareAndSwap(cur, pos) {
 			return
 		}
 	}
@@ -79,7 +94,49 @@ func (t *tenantPositions) note(tenant string, pos int64) {
 
 func (t *tenantPositions) get(tenant string) int64 {
 	if v, ok := t.m.Load(tenant); ok {
-		return v.(*atomic.Int64).Load()
+		return v.(*tenantWrites).pos.Load()
 	}
 	return 0
+}
+
+// begin counts an unawaited append of tenant; call the returned function
+// once its outcome is known (and its position noted).
+func (t *tenantPositions) begin(tenant string) (end func()) {
+	w := t.of(tenant)
+	w.mu.Lock()
+	if w.inflight == 0 {
+		w.drained = make(chan struct{})
+	}
+	w.inflight++
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.inflight--; w.inflight == 0 {
+			close(w.drained)
+			w.drained = nil
+		}
+	}
+}
+
+// settled waits until every unawaited append of tenant counted so far has
+// its outcome, or ctx ends.
+func (t *tenantPositions) settled(ctx context.Context, tenant string) error {
+	v, ok := t.m.Load(tenant)
+	if !ok {
+		return nil
+	}
+	w := v.(*tenantWrites)
+	w.mu.Lock()
+	drained := w.drained
+	w.mu.Unlock()
+	if drained == nil {
+		return nil
+	}
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
