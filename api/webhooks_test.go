@@ -254,10 +254,11 @@ func TestWebhookRetriesSurviveARestart(t *testing.T) {
 				}
 			}
 			r.mu.Unlock()
-			d := s2.WithKey(c.Key, c.Tenant).Do("GET", "/v1/webhooks/deliveries?limit=1000", nil)
-			if !strings.Contains(string(d.Raw), `"status_code":503`) || !strings.Contains(string(d.Raw), `"status_code":204`) {
-				t.Errorf("the delivery log lacks the failures or the successes: %s", d.Raw)
-			}
+			// The worker records an attempt once the receiver has answered it.
+			waitFor(t, 20*time.Second, "the delivery log to record the failures and the successes", func() bool {
+				d := s2.WithKey(c.Key, c.Tenant).Do("GET", "/v1/webhooks/deliveries?limit=1000", nil)
+				return strings.Contains(string(d.Raw), `"status_code":503`) && strings.Contains(string(d.Raw), `"status_code":204`)
+			})
 		})
 	}
 }
