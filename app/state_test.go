@@ -32,7 +32,7 @@ func TestOneFileStoreMovesItsStateToTheStateFile(t *testing.T) {
 	c.Do("POST", "/v1/secrets", map[string]any{"name": "token", "value": "s3cret"}).Expect(t, 201)
 	gone := c.Do("POST", "/v1/sessions", map[string]any{"agent_id": "bot"}).Expect(t, 201).Str("session_id")
 	c.Do("DELETE", "/v1/sessions/"+gone, nil).Expect(t, 200)
-	s.AwaitFlags(t) // every group at the head
+	outboxAtHead(t, s)
 	deliveries := count(t, s.App.DB.State(), "webhook_deliveries")
 	if deliveries == 0 {
 		t.Fatal("the revocation queued no webhook delivery")
@@ -49,7 +49,7 @@ func TestOneFileStoreMovesItsStateToTheStateFile(t *testing.T) {
 	if r := c.Do("GET", "/v1/secrets/token", nil, "X-Session-ID", ses).Expect(t, 200); r.Str("value") != "s3cret" {
 		t.Errorf("the secret after the move: %s", r)
 	}
-	s.AwaitFlags(t)
+	outboxAtHead(t, s)
 	if n := count(t, s.App.DB.State(), "webhook_deliveries"); n != deliveries {
 		t.Errorf("%d webhook deliveries after the move, %d before: the outbox replayed", n, deliveries)
 	}
@@ -60,6 +60,20 @@ func TestOneFileStoreMovesItsStateToTheStateFile(t *testing.T) {
 		if n := count(t, s.App.DB.State(), table); n == 0 && table != "tree_checkpoints" {
 			t.Errorf("the state file holds no rows of %s", table)
 		}
+	}
+}
+
+// outboxAtHead waits until the webhook outbox group, which WaitFor does not
+// wait for, has passed the ledger head.
+func outboxAtHead(t *testing.T, s *apptest.Server) {
+	t.Helper()
+	head := s.AwaitFlags(t) // the other groups at the head
+	deadline := time.Now().Add(30 * time.Second)
+	for s.App.Projector.Position("outbox") < head {
+		if time.Now().After(deadline) {
+			t.Fatal("the webhook outbox did not reach the ledger head")
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
 
