@@ -230,14 +230,16 @@ func (s *Service) LastWritten(tenant string) int64 { return s.positions.get(tena
 func (s *Service) AwaitTenant(ctx context.Context, tenant string) error {
 	// Outcomes of governed calls may still be on their way to the ledger
 	// (CompleteCall): they are part of what the tenant wrote.
-	wctx, cancel := context.WithTimeout(ctx, s.settleTimeout)
-	err := s.positions.settled(wctx, tenant)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil {
+	if drained := s.positions.pending(tenant); drained != nil {
+		t := time.NewTimer(s.settleTimeout)
+		defer t.Stop()
+		select {
+		case <-drained:
+		case <-ctx.Done():
 			return ctx.Err()
+		case <-t.C:
+			return ErrNotProjected
 		}
-		return ErrNotProjected
 	}
 	return s.AwaitPosition(ctx, s.positions.get(tenant))
 }

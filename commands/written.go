@@ -119,24 +119,18 @@ func (t *tenantPositions) begin(tenant string) (end func()) {
 	}
 }
 
-// settled waits until every unawaited append of tenant counted so far has
-// its outcome, or ctx ends.
-func (t *tenantPositions) settled(ctx context.Context, tenant string) error {
+// pending returns a channel closed once every unawaited append of tenant
+// counted so far has its outcome, or nil when none is under way.
+func (t *tenantPositions) pending(tenant string) <-chan struct{} {
 	v, ok := t.m.Load(tenant)
 	if !ok {
 		return nil
 	}
 	w := v.(*tenantWrites)
 	w.mu.Lock()
-	drained := w.drained
-	w.mu.Unlock()
-	if drained == nil {
+	defer w.mu.Unlock()
+	if w.drained == nil {
 		return nil
 	}
-	select {
-	case <-drained:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return w.drained
 }
