@@ -179,13 +179,12 @@ type App struct {
 
 // Open opens the store, starts the projections and builds the API.
 func Open(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	if cfg.ReadYourWrites != "" && cfg.ReadYourWrites != ReadYourWritesStrict && cfg.ReadYourWrites != ReadYourWritesPosition {
+		return nil, fmt.Errorf("HALDIR_READ_YOUR_WRITES must be %q or %q, not %q", ReadYourWritesStrict, ReadYourWritesPosition, cfg.ReadYourWrites)
+	}
 	db, err := OpenDB(ctx, cfg)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.ReadYourWrites != "" && cfg.ReadYourWrites != ReadYourWritesStrict && cfg.ReadYourWrites != ReadYourWritesPosition {
-		db.Close()
-		return nil, fmt.Errorf("HALDIR_READ_YOUR_WRITES must be %q or %q, not %q", ReadYourWritesStrict, ReadYourWritesPosition, cfg.ReadYourWrites)
 	}
 	a := &App{Config: cfg, Log: log, DB: db, stop: make(chan struct{}), done: make(chan struct{}), projected: make(chan struct{}), delivered: make(chan struct{}), listening: make(chan struct{})}
 	if a.Store, err = openLedger(ctx, cfg, db, log); err != nil {

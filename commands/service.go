@@ -81,7 +81,7 @@ type Service struct {
 	guard    URLGuard
 	// settleTimeout bounds the wait for projections after a command.
 	settleTimeout time.Duration
-	// positions are the tenants' last appended positions (LastWritten).
+	// positions are the tenants' last appended positions (AwaitTenant).
 	positions tenantPositions
 	// ackDurable: hot commands answer once durable (acknowledge).
 	ackDurable bool
@@ -173,7 +173,7 @@ func (s *Service) appendDurable(ctx context.Context, ps ...events.Proposed) ([]e
 	return recs, err
 }
 
-// wrote records recs as the latest writes of their tenants (LastWritten).
+// wrote records recs as the latest writes of their tenants (AwaitTenant).
 func (s *Service) wrote(recs []events.Event) {
 	for i := range recs {
 		s.positions.note(recs[i].Tenant, recs[i].Position)
@@ -193,11 +193,18 @@ func (s *Service) acknowledge(ctx context.Context, recs []events.Event) {
 		return
 	}
 	s.wrote(recs)
-	if len(recs) == 0 {
-		return
+	if len(recs) > 0 {
+		s.answered(ctx, recs[len(recs)-1].Position)
 	}
-	pos := recs[len(recs)-1].Position
-	s.keepUp(ctx, pos)
+}
+
+// answered records, for the response, a position a command answers without
+// having waited for the read models to reach it; with AcknowledgeDurable
+// it first holds the command to the projections' pace (keepUp).
+func (s *Service) answered(ctx context.Context, pos int64) {
+	if s.ackDurable {
+		s.keepUp(ctx, pos)
+	}
 	noteWritten(ctx, pos, s.waiter == nil || s.waiter.Reached(pos))
 }
 
@@ -218,10 +225,6 @@ func (s *Service) keepUp(ctx context.Context, pos int64) {
 		s.log.Warn("projections lag behind the ledger by more than the bound", "position", pos, "bound", MaxUnprojected, "err", err)
 	}
 }
-
-// LastWritten returns the highest ledger position this process has appended
-// for tenant, 0 if none since it started.
-func (s *Service) LastWritten(tenant string) int64 { return s.positions.get(tenant) }
 
 // AwaitTenant waits, within the settle bound, until the read models include
 // every event this process has appended for tenant, so that a request sees
@@ -254,10 +257,7 @@ func (s *Service) appendUnsettled(ctx context.Context, ps ...events.Proposed) (i
 		return 0, err
 	}
 	pos := recs[len(recs)-1].Position
-	if s.ackDurable {
-		s.keepUp(ctx, pos)
-	}
-	noteWritten(ctx, pos, s.waiter == nil || s.waiter.Reached(pos))
+	s.answered(ctx, pos)
 	return pos, nil
 }
 

@@ -129,8 +129,5 @@ func (t *tenantPositions) pending(tenant string) <-chan struct{} {
 	w := v.(*tenantWrites)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.drained == nil {
-		return nil
-	}
 	return w.drained
 }
