@@ -73,57 +73,132 @@ func (Keys) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
 	return nil
 }
 
-// Sessions projects sessions with their spend.
+// Sessions projects sessions with their spend. A transaction's writes are
+// made at Flush: new sessions in multi-row inserts (with the spend they
+// gathered in the same transaction), then revocations in order, then one
+// spend update per older session. Nothing reads the sessions table inside
+// the projection transaction.
 type Sessions struct{}
 
 // Tables implements Handler.
 func (Sessions) Tables() []string { return []string{"sessions"} }
 
+// sessionBatch is a transaction's pending session writes.
+type sessionBatch struct {
+	rows *rowBuffer
+	// created maps a session inserted in this transaction to its row.
+	created map[sessionKey]int
+	spend   map[sessionKey]domain.Money
+	revoked []revocation
+}
+
+type revocation struct {
+	key sessionKey
+	at  int64
+}
+
+// sessionColumns is the number of columns of a buffered session row; the
+// spend is column spentColumn.
+const (
+	sessionColumns = 8
+	spentColumn    = 5
+)
+
+func sessionsBatch(tx *Tx) *sessionBatch {
+	return Batch(tx, "sessions", func() *sessionBatch {
+		return &sessionBatch{
+			rows: rows(tx, "sessions.rows", "INSERT INTO {sessions} (tenant_id, session_id, agent_id, scopes, spend_limit, spent, created_at, expires_at) VALUES",
+				"", sessionColumns),
+			created: map[sessionKey]int{},
+			spend:   map[sessionKey]domain.Money{},
+		}
+	})
+}
+
 // Apply implements Handler.
 func (Sessions) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
-	var err error
+	b := sessionsBatch(tx)
 	switch e.Type {
 	case domain.TypeSessionCreated:
-		var p domain.SessionCreated
-		if p, err = decode[domain.SessionCreated](e); err != nil {
+		p, err := decode[domain.SessionCreated](e)
+		if err != nil {
 			return err
 		}
 		scopes, _ := json.Marshal(p.Scopes)
-		_, err = tx.Exec(ctx, `INSERT INTO {sessions} (tenant_id, session_id, agent_id, scopes, spend_limit, spent, created_at, expires_at)
-VALUES (?, ?, ?, ?, ?, 0, ?, ?)`, e.Tenant, p.SessionID, p.AgentID, string(scopes), int64(p.SpendLimit), e.RecordedAt.UnixNano(), p.ExpiresAt.UnixNano())
+		b.created[sessionKey{tenant: e.Tenant, id: p.SessionID}] = len(b.rows.args) / sessionColumns
+		b.rows.add(e.Tenant, p.SessionID, p.AgentID, string(scopes), int64(p.SpendLimit), int64(0), e.RecordedAt.UnixNano(), p.ExpiresAt.UnixNano())
 	case domain.TypeSessionRevoked:
-		var p domain.SessionRevoked
-		if p, err = decode[domain.SessionRevoked](e); err != nil {
+		p, err := decode[domain.SessionRevoked](e)
+		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, "UPDATE {sessions} SET revoked_at = ? WHERE tenant_id = ? AND session_id = ? AND revoked_at IS NULL",
-			e.RecordedAt.UnixNano(), e.Tenant, p.SessionID)
+		b.revoked = append(b.revoked, revocation{sessionKey{tenant: e.Tenant, id: p.SessionID}, e.RecordedAt.UnixNano()})
 	case domain.TypePaymentAuthorized, domain.TypeAuditLogged:
 		a := tx.Describe(e)
-		err = addSpend(ctx, tx, e.Tenant, a.SessionID, a.Cost)
+		b.addSpend(e.Tenant, a.SessionID, a.Cost)
 	case domain.TypePaymentReleased:
-		var p domain.PaymentReleased
-		if p, err = decode[domain.PaymentReleased](e); err != nil {
+		p, err := decode[domain.PaymentReleased](e)
+		if err != nil {
 			return err
 		}
-		err = addSpend(ctx, tx, e.Tenant, p.SessionID, -p.Amount)
+		b.addSpend(e.Tenant, p.SessionID, -p.Amount)
 	}
-	return err
+	return nil
 }
 
-func addSpend(ctx context.Context, tx *Tx, tenant, session string, m domain.Money) error {
+// addSpend adds m to the session's spend: in its pending row when the
+// session is new in this transaction, else to the update made at Flush.
+func (b *sessionBatch) addSpend(tenant, session string, m domain.Money) {
 	if m == 0 {
-		return nil
+		return
 	}
-	_, err := tx.Exec(ctx, "UPDATE {sessions} SET spent = spent + ? WHERE tenant_id = ? AND session_id = ?", int64(m), tenant, session)
-	return err
+	k := sessionKey{tenant: tenant, id: session}
+	if row, ok := b.created[k]; ok {
+		spent := &b.rows.args[row*sessionColumns+spentColumn]
+		*spent = (*spent).(int64) + int64(m)
+		return
+	}
+	b.spend[k] += m
+}
+
+// Flush implements Flusher.
+func (Sessions) Flush(ctx context.Context, tx *Tx) error {
+	b := sessionsBatch(tx)
+	if err := b.rows.flush(ctx, tx); err != nil {
+		return err
+	}
+	for _, r := range b.revoked {
+		if _, err := tx.Exec(ctx, "UPDATE {sessions} SET revoked_at = ? WHERE tenant_id = ? AND session_id = ? AND revoked_at IS NULL",
+			r.at, r.key.tenant, r.key.id); err != nil {
+			return err
+		}
+	}
+	for k, m := range b.spend {
+		if m == 0 {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "UPDATE {sessions} SET spent = spent + ? WHERE tenant_id = ? AND session_id = ?", int64(m), k.tenant, k.id); err != nil {
+			return err
+		}
+	}
+	clear(b.created)
+	clear(b.spend)
+	b.revoked = b.revoked[:0]
+	return nil
 }
 
 // AuditTrail projects every event of every tenant into a queryable trail.
+// A transaction's entries are written at Flush, many rows per statement;
+// nothing reads the trail inside the projection transaction.
 type AuditTrail struct{}
 
 // Tables implements Handler.
 func (AuditTrail) Tables() []string { return []string{"audit_entries"} }
+
+func auditRows(tx *Tx) *rowBuffer {
+	return rows(tx, "audit_entries", `INSERT INTO {audit_entries} (tenant_id, seq, position, entry_id, type, session_id, agent_id, tool, action, cost,
+flagged, flag_reason, recorded_at, details, prev_hash, entry_hash) VALUES`, "", 16)
+}
 
 // Apply implements Handler.
 func (AuditTrail) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
@@ -131,12 +206,13 @@ func (AuditTrail) Apply(ctx context.Context, tx *Tx, e *events.Event) error {
 		return nil // install-wide streams belong to no tenant's trail
 	}
 	a := tx.Describe(e)
-	_, err := tx.Exec(ctx, `INSERT INTO {audit_entries} (tenant_id, seq, position, entry_id, type, session_id, agent_id, tool, action, cost,
-flagged, flag_reason, recorded_at, details, prev_hash, entry_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Tenant, e.Seq, e.Position, e.ID, e.Type, a.SessionID, a.AgentID, a.Tool, a.Action, int64(a.Cost),
+	auditRows(tx).add(e.Tenant, e.Seq, e.Position, e.ID, e.Type, a.SessionID, a.AgentID, a.Tool, a.Action, int64(a.Cost),
 		boolInt(a.Flagged), a.FlagReason, e.RecordedAt.UnixNano(), string(a.Details), hex.EncodeToString(e.PrevHash[:]), hex.EncodeToString(e.Hash[:]))
-	return err
+	return nil
 }
+
+// Flush implements Flusher.
+func (AuditTrail) Flush(ctx context.Context, tx *Tx) error { return auditRows(tx).flush(ctx, tx) }
 
 func boolInt(b bool) int {
 	if b {

@@ -66,10 +66,12 @@ func (Tree) Flush(ctx context.Context, tx *Tx) error {
 		if err != nil {
 			return err
 		}
+		stored := rows(tx, "tree_hashes", "INSERT INTO {tree_hashes} (tenant_id, idx, hash) VALUES", "", 3)
 		for i := range indexes {
-			if _, err := tx.Exec(ctx, "INSERT INTO {tree_hashes} (tenant_id, idx, hash) VALUES (?, ?, ?)", tenant, indexes[i], hashes[i][:]); err != nil {
-				return err
-			}
+			stored.add(tenant, indexes[i], hashes[i][:])
+		}
+		if err := stored.flush(ctx, tx); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO {tree_sizes} (tenant_id, size) VALUES (?, ?)
 ON CONFLICT (tenant_id) DO UPDATE SET size = excluded.size`, tenant, r.first+int64(len(r.hashes))-1); err != nil {
