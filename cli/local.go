@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -33,6 +34,17 @@ func (e *env) openLocal(ctx context.Context) (*sqldb.DB, error) {
 func (e *env) openLedger(ctx context.Context) (*sqldb.DB, *sqlstore.Store, error) {
 	db, store, err := app.OpenLedger(ctx, e.config())
 	return db, store, operatorError(err)
+}
+
+// batchGC lets the heap grow to five times what is live before the garbage
+// collector runs (GOGC=400), for the rest of a command that streams the
+// whole ledger (verify, rebuild, replay): they allocate short-lived rows by
+// the million and keep little, so the trade is a few megabytes for about a
+// sixth of their CPU. An explicit GOGC in the environment wins.
+func batchGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }
 
 // operatorError gives an operator opener's error its exit code.
@@ -175,6 +187,7 @@ checkpoint you kept, which catches truncation and forks.`,
 				os.Getenv("HALDIR_DATA_DIR") == "" && os.Getenv("DATABASE_URL") == "" && os.Getenv("HALDIR_DATABASE_URL") == "" {
 				return e.verifyRemote(cmd)
 			}
+			batchGC()
 			db, store, err := e.openLedger(cmd.Context())
 			if err != nil {
 				return err
@@ -246,6 +259,7 @@ with the checkpoint, in one transaction. A running server may keep serving.`,
 		Example: "  haldir projections rebuild --data-dir ./haldir-data",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			batchGC()
 			db, store, err := e.openLedger(cmd.Context())
 			if err != nil {
 				return err
@@ -282,6 +296,7 @@ Exits 1 when they differ.`,
 			if !check {
 				return fail(ExitUsage, "replay only runs as 'haldir replay --check'")
 			}
+			batchGC()
 			db, store, err := e.openLedger(cmd.Context())
 			if err != nil {
 				return err

@@ -3,7 +3,9 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/haldir-dev/haldir/events"
@@ -105,44 +107,94 @@ func scanEvents(rows *sql.Rows) ([]events.Event, error) {
 	return out, nil
 }
 
-// Scan implements events.Scanner.
+// Scan implements events.Scanner. It reads through the driver's own rows,
+// below database/sql, so a row's columns are converted and copied once, by
+// the driver: verification spends its time hashing, not scanning.
 func (s *Store) Scan(ctx context.Context, from, to int64, fn func(*events.Event) error) error {
-	rows, err := s.db.QueryRead(ctx, selectColumns+" WHERE position >= ? AND position <= ? ORDER BY position", from, to)
+	conn, err := s.db.Read.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("events: scan: %w", err)
 	}
-	defer rows.Close()
-	var e events.Event
-	var recorded int64
-	var tenant, id, stream, typ, payload, meta, prev, hash sql.RawBytes
-	for rows.Next() {
-		if err := rows.Scan(&e.Position, &tenant, &e.Seq, &id, &stream, &e.Version, &typ,
-			&payload, &meta, &recorded, &prev, &hash); err != nil {
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		q, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("events: scan: driver %T cannot run queries", dc)
+		}
+		rows, err := q.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE position >= ? AND position <= ? ORDER BY position"),
+			[]driver.NamedValue{{Ordinal: 1, Value: from}, {Ordinal: 2, Value: to}})
+		if err != nil {
 			return fmt.Errorf("events: scan: %w", err)
 		}
-		if len(prev) != events.HashSize || len(hash) != events.HashSize {
-			return &events.CorruptError{Position: e.Position, Reason: fmt.Sprintf("hash columns hold %d and %d bytes, want %d", len(prev), len(hash), events.HashSize)}
+		defer rows.Close()
+		vals := make([]driver.Value, 12)
+		var e events.Event
+		for {
+			if err := rows.Next(vals); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return fmt.Errorf("events: scan: %w", err)
+			}
+			var c columns
+			e.Position = c.int(vals[0])
+			e.Tenant, e.Seq, e.ID, e.Stream = c.text(vals[1]), c.int(vals[2]), c.text(vals[3]), c.text(vals[4])
+			e.Version, e.Type, e.Payload, e.Metadata = c.int(vals[5]), c.text(vals[6]), c.blob(vals[7]), c.blob(vals[8])
+			recorded, prev, hash := c.int(vals[9]), c.blob(vals[10]), c.blob(vals[11])
+			if c.bad != "" {
+				return &events.CorruptError{Position: e.Position, Reason: "a column holds a value of type " + c.bad}
+			}
+			if len(prev) != events.HashSize || len(hash) != events.HashSize {
+				return &events.CorruptError{Position: e.Position, Reason: fmt.Sprintf("hash columns hold %d and %d bytes, want %d", len(prev), len(hash), events.HashSize)}
+			}
+			copy(e.PrevHash[:], prev)
+			copy(e.Hash[:], hash)
+			e.RecordedAt = time.Unix(0, recorded).UTC()
+			if err := fn(&e); err != nil {
+				return err
+			}
 		}
-		e.Tenant, e.ID, e.Stream, e.Type = internString(e.Tenant, tenant), string(id), internString(e.Stream, stream), internString(e.Type, typ)
-		e.Payload, e.Metadata = payload, meta
-		copy(e.PrevHash[:], prev)
-		copy(e.Hash[:], hash)
-		e.RecordedAt = time.Unix(0, recorded).UTC()
-		if err := fn(&e); err != nil {
-			return err
-		}
+	})
+}
+
+// columns converts a driver's column values, naming the type of the first
+// unexpected one in bad.
+type columns struct{ bad string }
+
+func (c *columns) int(v driver.Value) int64 {
+	if n, ok := v.(int64); ok {
+		return n
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("events: scan: %w", err)
+	c.fail(v)
+	return 0
+}
+
+func (c *columns) text(v driver.Value) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case []byte:
+		return string(t)
 	}
+	c.fail(v)
+	return ""
+}
+
+func (c *columns) blob(v driver.Value) []byte {
+	switch t := v.(type) {
+	case []byte:
+		return t
+	case string:
+		return []byte(t)
+	}
+	c.fail(v)
 	return nil
 }
 
-// internString returns prev when it already holds b, saving an allocation
-// for the repetitive tenant, stream and type columns.
-func internString(prev string, b []byte) string {
-	if prev == string(b) {
-		return prev
+func (c *columns) fail(v driver.Value) {
+	if c.bad == "" {
+		c.bad = fmt.Sprintf("%T", v)
+		if v == nil {
+			c.bad = "NULL"
+		}
 	}
-	return string(b)
 }
