@@ -444,6 +444,10 @@ type Tx struct {
 	// handlers of a group decode its payload once.
 	describedAt int64
 	described   AuditEntry
+	// ahead, when set, holds Describe of the events from position
+	// aheadFrom on, computed beforehand (by a replay's reader).
+	ahead     []AuditEntry
+	aheadFrom int64
 	// batch holds what Flushers accumulate during the transaction.
 	batch map[string]any
 }
@@ -503,6 +507,9 @@ func (t *Tx) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 
 // Describe returns Describe(e), decoding e's payload only once per event.
 func (t *Tx) Describe(e *events.Event) AuditEntry {
+	if i := e.Position - t.aheadFrom; t.ahead != nil && i >= 0 && i < int64(len(t.ahead)) {
+		return t.ahead[i]
+	}
 	if t.describedAt != e.Position || e.Position == 0 {
 		t.described, t.describedAt = Describe(e), e.Position
 	}

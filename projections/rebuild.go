@@ -16,9 +16,9 @@ import (
 
 // Scratch table prefixes.
 const (
-	rebuildPrefix = "rebuild_"
-	checkPrefix   = "check_"
-	replayPage    = 5000
+	rebuildPrefix  = "rebuild_"
+	checkPrefix    = "check_"
+	replayPageSize = 5000
 )
 
 // Progress reports replay progress: events applied and the target position.
@@ -55,7 +55,7 @@ func Rebuild(ctx context.Context, db *sqldb.DB, store events.Store, g Group, pro
 	// Catch up with whatever was appended during the replay.
 	ptx := newTx(tx, db, rebuildPrefix)
 	for {
-		page, err := store.ReadAll(ctx, pos, replayPage)
+		page, err := store.ReadAll(ctx, pos, replayPageSize)
 		if err != nil {
 			return 0, err
 		}
@@ -65,7 +65,7 @@ func Rebuild(ctx context.Context, db *sqldb.DB, store events.Store, g Group, pro
 			}
 			pos = page[i].Position
 		}
-		if len(page) < replayPage {
+		if len(page) < replayPageSize {
 			break
 		}
 	}
@@ -148,24 +148,26 @@ func snapshot(ctx context.Context, db *sqldb.DB, g Group) (map[string][][]any, i
 }
 
 // replay applies events in (from, to] to the tables with prefix, one
-// transaction per page.
+// transaction per page. A reader goroutine fetches the next page, and
+// describes its events, while the current one is applied.
 func replay(ctx context.Context, db *sqldb.DB, store events.Store, g Group, prefix string, from, to int64, progress Progress) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan replayPage, 1)
+	go readAhead(ctx, store, from, to, pages)
 	pos := from
-	for pos < to {
-		page, err := store.ReadAll(ctx, pos, min(replayPage, int(to-pos)))
-		if err != nil {
-			return pos, err
-		}
-		if len(page) == 0 {
-			return pos, fmt.Errorf("projections: the ledger ends at %d, before position %d", pos, to)
+	for p := range pages {
+		if p.err != nil {
+			return pos, p.err
 		}
 		tx, err := db.Write.BeginTx(ctx, nil)
 		if err != nil {
 			return pos, err
 		}
 		ptx := newTx(tx, db, prefix)
-		for i := range page {
-			if err := applyAll(ctx, g, ptx, &page[i]); err != nil {
+		ptx.ahead, ptx.aheadFrom = p.described, p.events[0].Position
+		for i := range p.events {
+			if err := applyAll(ctx, g, ptx, &p.events[i]); err != nil {
 				tx.Rollback()
 				return pos, err
 			}
@@ -177,12 +179,52 @@ func replay(ctx context.Context, db *sqldb.DB, store events.Store, g Group, pref
 		if err := tx.Commit(); err != nil {
 			return pos, err
 		}
-		pos = page[len(page)-1].Position
+		pos = p.events[len(p.events)-1].Position
 		if progress != nil {
 			progress(pos-from, to-from)
 		}
 	}
 	return pos, nil
+}
+
+// replayPage is a page of the ledger with Describe of each event.
+type replayPage struct {
+	events    []events.Event
+	described []AuditEntry
+	err       error
+}
+
+// readAhead sends the pages of (from, to] on pages, then closes it; a
+// failed or short read is sent as the last page's err.
+func readAhead(ctx context.Context, store events.Store, from, to int64, pages chan<- replayPage) {
+	defer close(pages)
+	for pos := from; pos < to; {
+		var p replayPage
+		p.events, p.err = store.ReadAll(ctx, pos, min(replayPageSize, int(to-pos)))
+		if p.err == nil && len(p.events) == 0 {
+			p.err = fmt.Errorf("projections: the ledger ends at %d, before position %d", pos, to)
+		}
+		if p.err == nil {
+			// Descriptions are found by position, so only a gapless page
+			// has them; the ledger's verification names any gap.
+			first, last := p.events[0].Position, p.events[len(p.events)-1].Position
+			if last-first == int64(len(p.events)-1) {
+				p.described = make([]AuditEntry, len(p.events))
+				for i := range p.events {
+					p.described[i] = Describe(&p.events[i])
+				}
+			}
+			pos = last
+		}
+		select {
+		case pages <- p:
+		case <-ctx.Done():
+			return
+		}
+		if p.err != nil {
+			return
+		}
+	}
 }
 
 func applyAll(ctx context.Context, g Group, tx *Tx, e *events.Event) error {
