@@ -71,9 +71,35 @@ func TestRebuildMatchesTheLiveReadModels(t *testing.T) {
 			if err != nil || len(diffs) != 0 {
 				t.Fatalf("the replay differs from the live read models at %d (%v):\n%v", pos, err, diffs)
 			}
-			if _, err := projections.Rebuild(ctx, db, s.App.Store, projections.CoreGroup, nil); err != nil {
+			// The server keeps serving reads and writes while the rebuild
+			// runs and swaps the tables.
+			stop := make(chan struct{})
+			served := make(chan int)
+			go func() {
+				n := 0
+				defer func() { served <- n }()
+				c := sessions[0].c
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c.Do("GET", "/v1/sessions/"+sessions[0].id, nil).Expect(t, 200)
+					c.Do("POST", "/v1/audit", map[string]any{"session_id": sessions[0].id, "tool": "during", "action": "rebuild"}).Expect(t, 201)
+					c.Do("GET", "/v1/audit?tool=during&limit=1", nil).Expect(t, 200)
+					n++
+				}
+			}()
+			_, err = projections.Rebuild(ctx, db, s.App.Store, projections.CoreGroup, nil)
+			close(stop)
+			if n := <-served; n == 0 {
+				t.Error("no request was served while the rebuild ran")
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
+			s.AwaitFlags(t)
 			if diffs, _, err := projections.Check(ctx, db, s.App.Store, projections.CoreGroup, nil); err != nil || len(diffs) != 0 {
 				t.Fatalf("after the rebuild, a replay differs from the tables (%v):\n%v", err, diffs)
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -31,17 +30,20 @@ type Progress func(done, total int64)
 // so the live consumer skips what the rebuild applied. It returns the
 // position the rebuilt tables reflect.
 func Rebuild(ctx context.Context, db *sqldb.DB, store events.Store, g Group, progress Progress) (int64, error) {
-	indexes, err := cloneTables(ctx, db, g.Tables(), rebuildPrefix)
+	copies, err := newScratch(ctx, db, g.Tables(), rebuildPrefix)
 	if err != nil {
 		return 0, err
 	}
-	defer dropTables(context.WithoutCancel(ctx), db, g.Tables(), rebuildPrefix)
+	defer copies.drop(context.WithoutCancel(ctx))
 	head, err := store.Head(ctx)
 	if err != nil {
 		return 0, err
 	}
 	pos, err := replay(ctx, db, store, g, rebuildPrefix, 0, head, progress)
 	if err != nil {
+		return 0, err
+	}
+	if err := copies.index(ctx); err != nil {
 		return 0, err
 	}
 	tx, err := db.Write.BeginTx(ctx, nil)
@@ -72,7 +74,7 @@ func Rebuild(ctx context.Context, db *sqldb.DB, store events.Store, g Group, pro
 	if err := flush(ctx, g, ptx); err != nil {
 		return 0, err
 	}
-	if err := swapTables(ctx, tx, db.Dialect, g.Tables(), rebuildPrefix, indexes); err != nil {
+	if err := copies.swap(ctx, tx); err != nil {
 		return 0, err
 	}
 	if _, err := tx.ExecContext(ctx, db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"), pos, time.Now().UnixNano(), g.Name); err != nil {
@@ -100,10 +102,11 @@ func Check(ctx context.Context, db *sqldb.DB, store events.Store, g Group, progr
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := cloneTables(ctx, db, g.Tables(), checkPrefix); err != nil {
+	copies, err := newScratch(ctx, db, g.Tables(), checkPrefix)
+	if err != nil {
 		return nil, 0, err
 	}
-	defer dropTables(context.WithoutCancel(ctx), db, g.Tables(), checkPrefix)
+	defer copies.drop(context.WithoutCancel(ctx))
 	if _, err := replay(ctx, db, store, g, checkPrefix, 0, pos, progress); err != nil {
 		return nil, 0, err
 	}
@@ -234,90 +237,6 @@ func applyAll(ctx context.Context, g Group, tx *Tx, e *events.Event) error {
 		}
 	}
 	return nil
-}
-
-var createIndex = regexp.MustCompile(`(?is)^CREATE\s+(UNIQUE\s+)?INDEX\s+(IF\s+NOT\s+EXISTS\s+)?"?(\w+)"?\s+ON\s+"?(\w+)"?`)
-
-// cloneTables creates empty copies of tables named prefix+table. Existing
-// copies are dropped first.
-//
-// On Postgres a copy has all its table's indexes. On SQLite it has only the
-// table's own constraints (the primary key, which every conflict clause
-// names); its indexes, costly to maintain row by row, are made once, in one
-// sorted pass each, by swapTables, where a unique index that the replay
-// violates fails the swap. indexes holds, per table, the DDL of every
-// index of the live table (SQLite only).
-func cloneTables(ctx context.Context, db *sqldb.DB, tables []string, prefix string) (indexes map[string][]string, err error) {
-	dropTables(ctx, db, tables, prefix)
-	indexes = map[string][]string{}
-	for _, t := range tables {
-		var stmts []string
-		switch db.Dialect {
-		case sqldb.Postgres:
-			stmts = []string{fmt.Sprintf("CREATE TABLE %s%s (LIKE %s INCLUDING ALL)", prefix, t, t)}
-		case sqldb.SQLite:
-			rows, err := db.Write.QueryContext(ctx, "SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL ORDER BY type = 'index', name", t)
-			if err != nil {
-				return nil, err
-			}
-			for rows.Next() {
-				var typ, ddl string
-				if err := rows.Scan(&typ, &ddl); err != nil {
-					rows.Close()
-					return nil, err
-				}
-				switch {
-				case typ == "table":
-					stmts = append(stmts, regexp.MustCompile(`(?is)^CREATE\s+TABLE\s+"?`+t+`"?`).ReplaceAllString(ddl, "CREATE TABLE "+prefix+t))
-				case !createIndex.MatchString(ddl):
-					rows.Close()
-					return nil, fmt.Errorf("projections: cannot copy index of %s: %s", t, ddl)
-				default:
-					indexes[t] = append(indexes[t], ddl)
-				}
-			}
-			rows.Close()
-			if len(stmts) == 0 {
-				return nil, fmt.Errorf("projections: table %s does not exist", t)
-			}
-		}
-		for _, s := range stmts {
-			if _, err := db.Write.ExecContext(ctx, s); err != nil {
-				return nil, fmt.Errorf("projections: clone %s: %w", t, err)
-			}
-		}
-	}
-	return indexes, nil
-}
-
-// swapTables replaces each table with its copy prefix+table, in tx.
-//
-// On SQLite the copy takes the table's place by renaming, and the table's
-// indexes (indexes, from cloneTables) are made on it under their own
-// names, each in one sorted pass. On Postgres the rows are copied into the
-// live table, whose indexes the copy shares the definitions of.
-func swapTables(ctx context.Context, tx *sql.Tx, d sqldb.Dialect, tables []string, prefix string, indexes map[string][]string) error {
-	for _, t := range tables {
-		var stmts []string
-		switch d {
-		case sqldb.Postgres:
-			stmts = []string{"DELETE FROM " + t, "INSERT INTO " + t + " SELECT * FROM " + prefix + t}
-		case sqldb.SQLite:
-			stmts = append([]string{"DROP TABLE " + t, "ALTER TABLE " + prefix + t + " RENAME TO " + t}, indexes[t]...)
-		}
-		for _, q := range stmts {
-			if _, err := tx.ExecContext(ctx, q); err != nil {
-				return fmt.Errorf("projections: swap %s: %w", t, err)
-			}
-		}
-	}
-	return nil
-}
-
-func dropTables(ctx context.Context, db *sqldb.DB, tables []string, prefix string) {
-	for _, t := range tables {
-		db.Write.ExecContext(ctx, "DROP TABLE IF EXISTS "+prefix+t)
-	}
 }
 
 // dumpTable returns every row of table, ordered by all columns, with byte
