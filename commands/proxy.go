@@ -283,7 +283,7 @@ func (s *Service) AllowCall(ctx context.Context, a Actor, c domain.ToolCallAllow
 // for it (AwaitTenant), so a read still shows it.
 func (s *Service) CompleteCall(ctx context.Context, a Actor, c domain.ToolCallCompleted) error {
 	ps := []events.Proposed{{ID: a.eventID(domain.CallStream(c.CallID)), Tenant: a.Tenant, Stream: domain.CallStream(c.CallID), ExpectedVersion: 1,
-		Type: domain.TypeToolCallCompleted, Payload: encode(c), Meta: a.meta("", "")}}
+		Type: domain.TypeToolCallCompleted, Payload: encode(c), Meta: a.meta("", ""), Deferrable: true}}
 	end := s.positions.begin(a.Tenant)
 	wait, err := s.store.AppendAsync(ctx, ps...)
 	if err != nil {

@@ -55,7 +55,16 @@ type Proposed struct {
 	Type    string
 	Payload []byte
 	Meta    Metadata
+	// Deferrable lets a store hold the event briefly (at most
+	// DeferLimit) so that it shares a commit with the next append rather
+	// than costing one of its own: for events nobody waits on before
+	// answering, such as a forwarded call's outcome. An append of
+	// deferrable events only is deferred; the order of appends is kept.
+	Deferrable bool
 }
+
+// DeferLimit bounds how long a store may hold a Deferrable append.
+const DeferLimit = 2 * time.Millisecond
 
 // Event is an event as recorded in the ledger.
 type Event struct {

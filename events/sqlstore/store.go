@@ -101,6 +101,8 @@ type streamKey struct{ tenant, stream string }
 type appendCall struct {
 	events []events.Proposed
 	result chan appendResult
+	// deferrable: every event is (see events.Proposed.Deferrable).
+	deferrable bool
 }
 
 type appendResult struct {
@@ -156,7 +158,10 @@ func (s *Store) AppendAsync(ctx context.Context, batch ...events.Proposed) (func
 			return nil, err
 		}
 	}
-	call := &appendCall{events: batch, result: make(chan appendResult, 1)}
+	call := &appendCall{events: batch, result: make(chan appendResult, 1), deferrable: true}
+	for i := range batch {
+		call.deferrable = call.deferrable && batch[i].Deferrable
+	}
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
@@ -236,6 +241,18 @@ func (s *Store) writer() {
 		}
 		calls = append(calls[:0], first)
 		n := len(first.events)
+		if first.deferrable {
+			// Hold it for the next append to share the commit with.
+			timer := time.NewTimer(events.DeferLimit)
+			select {
+			case c := <-s.queue:
+				calls = append(calls, c)
+				n += len(c.events)
+			case <-timer.C:
+			case <-s.stop:
+			}
+			timer.Stop()
+		}
 	drain:
 		for n < maxBatchEvents {
 			select {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/haldir-dev/haldir/events"
 	"github.com/haldir-dev/haldir/events/sqlstore"
@@ -140,6 +141,76 @@ func TestColdCacheDecisionsOnManyStreams(t *testing.T) {
 			}
 			if r, err := events.VerifyAll(ctx, s, nil); err != nil || r.Checked != int64(seeded+2*streams) {
 				t.Errorf("verify: checked %d (%v), want every seeded and won append", r.Checked, err)
+			}
+		})
+	}
+}
+
+// TestDeferrableAppendSharesTheNextCommit: a deferrable append (a call's
+// outcome) waits, up to events.DeferLimit, for the next append and goes
+// into its transaction, one commit instead of two; alone, it is committed
+// once the limit passes. Order is kept either way.
+func TestDeferrableAppendSharesTheNextCommit(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db, _ := b.Open(t)
+			ctx := context.Background()
+			s, err := sqlstore.Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var mu sync.Mutex
+			var commits []sqlstore.CommitStats
+			s.OnCommit(func(c sqlstore.CommitStats) {
+				mu.Lock()
+				commits = append(commits, c)
+				mu.Unlock()
+			})
+			event := func(stream string, deferrable bool) events.Proposed {
+				return events.Proposed{ID: events.NewID(), Tenant: "t_a", Stream: stream, Type: "test.a", Payload: []byte(`{}`), Deferrable: deferrable}
+			}
+
+			start := time.Now()
+			wait, err := s.AppendAsync(ctx, event("lone", true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := wait(); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d < events.DeferLimit {
+				t.Errorf("a lone deferrable append committed after %v, before the %v it may wait for company", d, events.DeferLimit)
+			}
+
+			// Scheduling can separate the two appends by more than the
+			// limit on a loaded machine, so a few tries are allowed.
+			shared := false
+			for try := 0; try < 5 && !shared; try++ {
+				mu.Lock()
+				commits = nil
+				mu.Unlock()
+				outcome, err := s.AppendAsync(ctx, event(fmt.Sprint("outcome-", try), true))
+				if err != nil {
+					t.Fatal(err)
+				}
+				decision, err := s.Append(ctx, event(fmt.Sprint("decision-", try), false))
+				if err != nil {
+					t.Fatal(err)
+				}
+				first, err := outcome()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if first[0].Position >= decision[0].Position {
+					t.Fatalf("the deferred append got position %d, after the later append's %d", first[0].Position, decision[0].Position)
+				}
+				mu.Lock()
+				shared = len(commits) == 1 && commits[0].Appends == 2
+				mu.Unlock()
+			}
+			if !shared {
+				t.Errorf("a deferrable append never shared the next append's commit: %+v", commits)
 			}
 		})
 	}
