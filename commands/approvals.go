@@ -344,6 +344,11 @@ func (s *Service) gate(ctx context.Context, a Actor, c domain.Call) error {
 	if err != nil {
 		return err
 	}
+	return s.gateWith(ctx, a, c, rules)
+}
+
+// gateWith is gate with the tenant's approval rules already read.
+func (s *Service) gateWith(ctx context.Context, a Actor, c domain.Call, rules []domain.ApprovalRule) error {
 	rule, match := domain.FirstMatch(rules, c)
 	if !match {
 		return nil

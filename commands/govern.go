@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -39,8 +40,13 @@ import (
 //     decision's projection is awaited alongside the call;
 //  8. complete: a failed call releases its reservation, injected secrets are
 //     redacted from the result, and the outcome (result hash, latency) is
-//     appended durably before the result is returned; its projection is not
-//     awaited.
+//     handed to the ledger writer, where it may wait up to
+//     events.DeferLimit to share the next commit; the result is returned
+//     without waiting, and the tenant's next read on this process waits
+//     for the outcome (Service.AwaitTenant).
+//
+// Steps 2–4 decide with projected reads (the pin, the policies, the
+// approval rules) that are started together with step 1 (prefetch).
 //
 // Every refusal is appended too, and none is ever forwarded.
 
@@ -193,6 +199,44 @@ type governed struct {
 	authorizationID   string
 	injected          Injected
 	upstreamArguments json.RawMessage
+	// reads are the projected reads the checks use, started together.
+	reads *prefetched
+}
+
+// prefetched holds the projected reads a call's checks decide with: its
+// tool's pin, the tenant's policies and approval rules. They are read
+// together, as the pipeline starts, alongside the session check, so that
+// their round trips overlap (on Postgres four reads cost about one); the
+// first check that needs them waits for all three. They are reads only, so one the pipeline never reaches
+// costs nothing but the read.
+type prefetched struct {
+	wg       sync.WaitGroup
+	pin      domain.ToolPin
+	pinned   bool
+	pinErr   error
+	policies []domain.Policy
+	polErr   error
+	rules    []domain.ApprovalRule
+	rulesErr error
+}
+
+// prefetch starts the reads for tenant and tool.
+func (g *Governor) prefetch(ctx context.Context, tenant, tool string) *prefetched {
+	p := &prefetched{}
+	p.wg.Add(3)
+	go func() {
+		defer p.wg.Done()
+		p.pin, p.pinned, p.pinErr = g.reads.Pin(ctx, tenant, tool)
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.policies, p.polErr = g.reads.Policies(ctx, tenant)
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.rules, p.rulesErr = g.cmd.reads.ApprovalRules(ctx, tenant)
+	}()
+	return p
 }
 
 // step is one check of the pipeline: a refusal stops the call (and is
@@ -255,6 +299,7 @@ func (g *Governor) govern(ctx context.Context, a Actor, c Call, d *Decision) (js
 		return nil, nil, err
 	}
 	gc := &governed{Call: c, a: a, upstream: upName, tool: toolName, argsHash: domain.ArgsHash(c.Arguments), now: g.cmd.now()}
+	gc.reads = g.prefetch(ctx, a.Tenant, c.Tool)
 	defer func() {
 		if gc.found {
 			d.SessionID, d.AgentID = gc.session.ID, gc.session.AgentID
@@ -331,7 +376,8 @@ func (g *Governor) checkPin(ctx context.Context, c *governed) (*Refusal, error) 
 		return &Refusal{Code: domain.CodeNotFound, Reason: fmt.Sprintf("no upstream offers %s", c.Tool)}, nil
 	}
 	c.definitionHash = hash
-	pin, pinned, err := g.reads.Pin(ctx, c.a.Tenant, c.Tool)
+	c.reads.wg.Wait()
+	pin, pinned, err := c.reads.pin, c.reads.pinned, c.reads.pinErr
 	if err != nil {
 		return nil, err
 	}
@@ -344,7 +390,8 @@ func (g *Governor) checkPin(ctx context.Context, c *governed) (*Refusal, error) 
 
 // checkPolicies: the static policies, then the rate limits.
 func (g *Governor) checkPolicies(ctx context.Context, c *governed) (*Refusal, error) {
-	policies, err := g.reads.Policies(ctx, c.a.Tenant)
+	c.reads.wg.Wait()
+	policies, err := c.reads.policies, c.reads.polErr
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +416,12 @@ func (g *Governor) checkPolicies(ctx context.Context, c *governed) (*Refusal, er
 
 // checkApproval: the tenant's approval rules.
 func (g *Governor) checkApproval(ctx context.Context, c *governed) (*Refusal, error) {
-	err := g.cmd.gate(ctx, c.a, domain.Call{SessionID: c.session.ID, AgentID: c.session.AgentID, Tool: c.Tool, Action: "call", ArgsHash: c.argsHash, Amount: c.Cost})
+	c.reads.wg.Wait()
+	if c.reads.rulesErr != nil {
+		return nil, c.reads.rulesErr
+	}
+	err := g.cmd.gateWith(ctx, c.a, domain.Call{SessionID: c.session.ID, AgentID: c.session.AgentID, Tool: c.Tool, Action: "call", ArgsHash: c.argsHash, Amount: c.Cost},
+		c.reads.rules)
 	var de *domain.Error
 	if errors.As(err, &de) && de.Code == domain.CodeApprovalRequired {
 		id, _ := de.Extra["request_id"].(string)
