@@ -271,9 +271,11 @@ func (s *Store) writer() {
 // transaction the store could not write for want of storage fails every
 // call with events.ErrUnavailable and makes the store unready (Ready).
 //
-// The first attempt does not look up event ids: a retried id is rare, and
-// the UNIQUE constraint on event_id catches it. Only then is the batch
-// rolled back and written again with every id looked up first.
+// The first attempt does not look up event ids, nor the versions of
+// unknown streams proposed as new (versionFor): a retried id and a stale
+// "new" decision are rare, and the UNIQUE constraints on event_id and on
+// (tenant_id, stream, stream_version) catch them. Only then is the batch
+// rolled back and written again with every id and version looked up first.
 func (s *Store) commit(calls []*appendCall) {
 	start := time.Now()
 	results, last, err := s.write(calls, false)
@@ -315,6 +317,9 @@ type pending struct {
 	byID     map[string]*events.Event
 	rows     []events.Event
 	pos      int64
+	// optimistic: a stream the caches do not know, proposed at expected
+	// version 0, is taken to be new without reading it (streamVersion).
+	optimistic bool
 }
 
 func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult, last int64, err error) {
@@ -363,10 +368,11 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 		}
 	}
 	p := &pending{
-		versions: make(map[streamKey]int64),
-		heads:    make(map[string]events.TenantHead),
-		byID:     make(map[string]*events.Event),
-		pos:      head,
+		versions:   make(map[streamKey]int64),
+		heads:      make(map[string]events.TenantHead),
+		byID:       make(map[string]*events.Event),
+		pos:        head,
+		optimistic: !lookup,
 	}
 	now := s.now()
 	results = make([]appendResult, len(calls))
@@ -438,7 +444,7 @@ func (s *Store) plan(ctx context.Context, tx *sql.Tx, p *pending, existing map[s
 		key := streamKey{pr.Tenant, pr.Stream}
 		cur, ok := versions[key]
 		if !ok {
-			v, err := s.streamVersion(ctx, tx, p, key)
+			v, err := s.versionFor(ctx, tx, p, key, pr.ExpectedVersion)
 			if err != nil {
 				return appendResult{err: err}
 			}
@@ -549,6 +555,26 @@ GROUP BY e.tenant_id, e.stream`, tenants, streams)
 		s.versions[k] = 0
 	}
 	return nil
+}
+
+// versionFor returns the version of the stream key that an event proposed
+// at expected is decided against. On a first attempt (p.optimistic) a
+// stream the caches do not know, proposed as new, is taken to be new
+// without a read: new streams (a session, a call) are most appends, and
+// if the stream exists after all the insert breaks UNIQUE (tenant_id,
+// stream, stream_version), and commit writes the batch again with every
+// version read, so the stale decision gets its conflict.
+func (s *Store) versionFor(ctx context.Context, tx *sql.Tx, p *pending, key streamKey, expected int64) (int64, error) {
+	if v, ok := p.versions[key]; ok {
+		return v, nil
+	}
+	if v, ok := s.versions[key]; ok {
+		return v, nil
+	}
+	if expected == 0 && p.optimistic {
+		return 0, nil
+	}
+	return s.streamVersion(ctx, tx, p, key)
 }
 
 func (s *Store) streamVersion(ctx context.Context, tx *sql.Tx, p *pending, key streamKey) (int64, error) {

@@ -89,7 +89,7 @@ func TestColdCacheDecisionsOnManyStreams(t *testing.T) {
 				ev     []events.Event
 			}
 			var wg sync.WaitGroup
-			results := make(chan outcome, 4*streams)
+			results := make(chan outcome, 5*streams)
 			start := make(chan struct{})
 			race := func(tenant, stream string, expected int64) {
 				defer wg.Done()
@@ -99,9 +99,10 @@ func TestColdCacheDecisionsOnManyStreams(t *testing.T) {
 			}
 			for i := range streams {
 				tenant := fmt.Sprint("t", i%2)
-				wg.Add(4)
+				wg.Add(5)
 				go race(tenant, fmt.Sprint("old/", i), int64(i%3+1)) // right version
 				go race(tenant, fmt.Sprint("old/", i), int64(i%3+1)) // the same decision, racing
+				go race(tenant, fmt.Sprint("old/", i), 0)            // decided as if the stream were new
 				go race(tenant, fmt.Sprint("new/", i), 0)
 				go race(tenant, fmt.Sprint("new/", i), 0)
 			}
