@@ -8,7 +8,9 @@
 // acknowledges every call after the commit is durable. On Postgres the
 // transaction first takes an advisory lock, so appends from several
 // processes are serialised too, and positions become visible in the order
-// they were assigned.
+// they were assigned. There a transaction's statements are pipelined: one
+// round trip when the writer's caches decide the batch, two otherwise
+// (pipelined.go).
 package sqlstore
 
 import (
@@ -69,6 +71,7 @@ type Store struct {
 	versions   map[streamKey]int64
 	tenantHead map[string]events.TenantHead
 	now        func() time.Time
+	oneTrip    bool // the last commit was written by writeOneTrip
 
 	// observer, when set, is told of every commit (OnCommit).
 	observer atomic.Pointer[func(CommitStats)]
@@ -84,6 +87,9 @@ type CommitStats struct {
 	Duration time.Duration
 	// Err is the commit's failure, nil when it was made durable.
 	Err error
+	// OneTrip is set when, on Postgres, the writer's caches decided the
+	// batch and it was written in one round trip (writeOneTrip).
+	OneTrip bool
 }
 
 // OnCommit has fn called, on the writer goroutine, after every group
@@ -278,6 +284,7 @@ func (s *Store) writer() {
 // rolled back and written again with every id and version looked up first.
 func (s *Store) commit(calls []*appendCall) {
 	start := time.Now()
+	s.oneTrip = false
 	results, last, err := s.write(calls, false)
 	if err != nil && sqldb.IsUniqueViolation(err) {
 		s.lastPos = -1
@@ -290,7 +297,7 @@ func (s *Store) commit(calls []*appendCall) {
 		for _, c := range calls {
 			n += len(c.events)
 		}
-		(*fn)(CommitStats{Events: n, Appends: len(calls), Duration: time.Since(start), Err: err})
+		(*fn)(CommitStats{Events: n, Appends: len(calls), Duration: time.Since(start), Err: err, OneTrip: s.oneTrip && err == nil})
 	}
 	if err != nil {
 		s.lastPos = -1 // caches may describe rows that were rolled back
@@ -322,7 +329,32 @@ type pending struct {
 	optimistic bool
 }
 
+func newPending(head int64, optimistic bool) *pending {
+	return &pending{
+		versions:   make(map[streamKey]int64),
+		heads:      make(map[string]events.TenantHead),
+		byID:       make(map[string]*events.Event),
+		pos:        head,
+		optimistic: optimistic,
+	}
+}
+
+// validateCaches clears the writer's caches unless they describe the
+// ledger up to head, the position the transaction read under the lock.
+func (s *Store) validateCaches(head int64) {
+	if head != s.lastPos || len(s.versions) > maxCachedKeys || len(s.tenantHead) > maxCachedKeys {
+		// Another process appended, or a transaction failed: the caches
+		// may be stale.
+		clear(s.versions)
+		clear(s.tenantHead)
+		s.lastPos = head
+	}
+}
+
 func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult, last int64, err error) {
+	if s.db.Dialect == sqldb.Postgres && !lookup {
+		return s.writePipelined(calls)
+	}
 	ctx := context.Background()
 	tx, err := s.db.Write.BeginTx(ctx, nil)
 	if err != nil {
@@ -342,13 +374,7 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 	if err := s.db.QueryRowTx(ctx, tx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&head); err != nil {
 		return nil, 0, fmt.Errorf("events: read head: %w", err)
 	}
-	if head != s.lastPos || len(s.versions) > maxCachedKeys || len(s.tenantHead) > maxCachedKeys {
-		// Another process appended, or a transaction failed: the caches
-		// may be stale.
-		clear(s.versions)
-		clear(s.tenantHead)
-		s.lastPos = head
-	}
+	s.validateCaches(head)
 
 	if s.db.Dialect == sqldb.Postgres {
 		if err := s.prefetchVersions(ctx, tx, calls); err != nil {
@@ -367,13 +393,7 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 			}
 		}
 	}
-	p := &pending{
-		versions:   make(map[streamKey]int64),
-		heads:      make(map[string]events.TenantHead),
-		byID:       make(map[string]*events.Event),
-		pos:        head,
-		optimistic: !lookup,
-	}
+	p := newPending(head, !lookup)
 	now := s.now()
 	results = make([]appendResult, len(calls))
 	for i, c := range calls {
@@ -394,6 +414,12 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 	if err := tx.Commit(); err != nil {
 		return nil, 0, fmt.Errorf("events: commit append: %w", err)
 	}
+	s.committed(p)
+	return results, p.pos, nil
+}
+
+// committed folds a committed transaction's rows into the writer's caches.
+func (s *Store) committed(p *pending) {
 	for k, v := range p.versions {
 		s.versions[k] = v
 	}
@@ -402,7 +428,13 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 	}
 	s.lastPos = p.pos
 	s.remember(p.rows)
-	return results, p.pos, nil
+}
+
+// sqlTx is what an append's lookups run on: the transaction, or on
+// Postgres the connection whose session holds it (writePipelined).
+type sqlTx interface {
+	queryer
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }
 
 func isDecisionError(err error) bool {
@@ -412,7 +444,7 @@ func isDecisionError(err error) bool {
 // plan assigns versions, sequence numbers, positions and hashes to one
 // call's events, adding them to p, or returns the call's error leaving p
 // unchanged.
-func (s *Store) plan(ctx context.Context, tx *sql.Tx, p *pending, existing map[string]events.Event, batch []events.Proposed, now time.Time) appendResult {
+func (s *Store) plan(ctx context.Context, tx sqlTx, p *pending, existing map[string]events.Event, batch []events.Proposed, now time.Time) appendResult {
 	// Idempotent retry: the first event's id is already recorded (or
 	// planned in this transaction by an earlier call).
 	if prior, ok := s.recorded(p, existing, batch[0].ID); ok {
@@ -517,8 +549,52 @@ func sameContent(p *events.Proposed, e *events.Event) bool {
 // each lookup would be a round trip made while the ledger lock is held; a
 // batch of new sessions names a new stream each.
 func (s *Store) prefetchVersions(ctx context.Context, tx *sql.Tx, calls []*appendCall) error {
-	want := map[streamKey]bool{}
-	var tenants, streams []string
+	want, tenants, streams := s.unknownStreams(calls)
+	if want == nil {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, selectVersions, tenants, streams)
+	if err != nil {
+		return fmt.Errorf("events: read stream versions: %w", err)
+	}
+	defer rows.Close()
+	return readVersions(rows, want, s.versions)
+}
+
+// readVersions puts the versions selectVersions returned for want into
+// into, and 0 for the streams of want it did not return (new streams).
+func readVersions(rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+}, want map[streamKey]bool, into map[streamKey]int64) error {
+	for rows.Next() {
+		var k streamKey
+		var v int64
+		if err := rows.Scan(&k.tenant, &k.stream, &v); err != nil {
+			return fmt.Errorf("events: read stream versions: %w", err)
+		}
+		into[k] = v
+		delete(want, k)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("events: read stream versions: %w", err)
+	}
+	for k := range want {
+		into[k] = 0
+	}
+	return nil
+}
+
+const selectVersions = `SELECT e.tenant_id, e.stream, MAX(e.stream_version) FROM events e
+JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, stream) ON e.tenant_id = k.tenant_id AND e.stream = k.stream
+GROUP BY e.tenant_id, e.stream`
+
+// unknownStreams returns the streams the calls name that the version cache
+// does not know, as a set and as selectVersions' arguments; nil when fewer
+// than two (one lookup costs the same either way).
+func (s *Store) unknownStreams(calls []*appendCall) (want map[streamKey]bool, tenants, streams []string) {
+	want = map[streamKey]bool{}
 	for _, c := range calls {
 		for _, pr := range c.events {
 			k := streamKey{pr.Tenant, pr.Stream}
@@ -530,31 +606,9 @@ func (s *Store) prefetchVersions(ctx context.Context, tx *sql.Tx, calls []*appen
 		}
 	}
 	if len(want) < 2 {
-		return nil // one lookup costs the same either way
+		return nil, nil, nil
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT e.tenant_id, e.stream, MAX(e.stream_version) FROM events e
-JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, stream) ON e.tenant_id = k.tenant_id AND e.stream = k.stream
-GROUP BY e.tenant_id, e.stream`, tenants, streams)
-	if err != nil {
-		return fmt.Errorf("events: read stream versions: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k streamKey
-		var v int64
-		if err := rows.Scan(&k.tenant, &k.stream, &v); err != nil {
-			return fmt.Errorf("events: read stream versions: %w", err)
-		}
-		s.versions[k] = v
-		delete(want, k)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("events: read stream versions: %w", err)
-	}
-	for k := range want {
-		s.versions[k] = 0
-	}
-	return nil
+	return want, tenants, streams
 }
 
 // versionFor returns the version of the stream key that an event proposed
@@ -564,7 +618,7 @@ GROUP BY e.tenant_id, e.stream`, tenants, streams)
 // if the stream exists after all the insert breaks UNIQUE (tenant_id,
 // stream, stream_version), and commit writes the batch again with every
 // version read, so the stale decision gets its conflict.
-func (s *Store) versionFor(ctx context.Context, tx *sql.Tx, p *pending, key streamKey, expected int64) (int64, error) {
+func (s *Store) versionFor(ctx context.Context, tx sqlTx, p *pending, key streamKey, expected int64) (int64, error) {
 	if v, ok := p.versions[key]; ok {
 		return v, nil
 	}
@@ -577,7 +631,7 @@ func (s *Store) versionFor(ctx context.Context, tx *sql.Tx, p *pending, key stre
 	return s.streamVersion(ctx, tx, p, key)
 }
 
-func (s *Store) streamVersion(ctx context.Context, tx *sql.Tx, p *pending, key streamKey) (int64, error) {
+func (s *Store) streamVersion(ctx context.Context, tx sqlTx, p *pending, key streamKey) (int64, error) {
 	if v, ok := p.versions[key]; ok {
 		return v, nil
 	}
@@ -594,7 +648,7 @@ func (s *Store) streamVersion(ctx context.Context, tx *sql.Tx, p *pending, key s
 	return v, nil
 }
 
-func (s *Store) headOf(ctx context.Context, tx *sql.Tx, p *pending, tenant string) (events.TenantHead, error) {
+func (s *Store) headOf(ctx context.Context, tx sqlTx, p *pending, tenant string) (events.TenantHead, error) {
 	if h, ok := p.heads[tenant]; ok {
 		return h, nil
 	}
@@ -632,7 +686,7 @@ func tenantHead(ctx context.Context, q queryer, d sqldb.Dialect, tenant string) 
 }
 
 // lookupIDs returns the already-recorded events among the ids of batch.
-func (s *Store) lookupIDs(ctx context.Context, tx *sql.Tx, batch []events.Proposed) (map[string]events.Event, error) {
+func (s *Store) lookupIDs(ctx context.Context, tx sqlTx, batch []events.Proposed) (map[string]events.Event, error) {
 	found := map[string]events.Event{}
 	for _, p := range batch {
 		rows, err := tx.QueryContext(ctx, s.db.Rebind(selectColumns+" WHERE event_id = ?"), p.ID)
@@ -662,17 +716,7 @@ func (s *Store) insert(ctx context.Context, tx *sql.Tx, rows []events.Event) err
 		return nil
 	}
 	if s.db.Dialect == sqldb.Postgres {
-		n := len(rows)
-		pos, seq, ver, at := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		tenant, id, stream, typ := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		payload, meta, prev, hash := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
-		for i := range rows {
-			e := &rows[i]
-			pos[i], seq[i], ver[i], at[i] = e.Position, e.Seq, e.Version, e.RecordedAt.UnixNano()
-			tenant[i], id[i], stream[i], typ[i] = e.Tenant, e.ID, e.Stream, e.Type
-			payload[i], meta[i], prev[i], hash[i] = e.Payload, e.Metadata, e.PrevHash[:], e.Hash[:]
-		}
-		_, err := tx.ExecContext(ctx, insertMany, pos, tenant, seq, id, stream, ver, typ, payload, meta, at, prev, hash)
+		_, err := tx.ExecContext(ctx, insertMany, insertColumns(rows)...)
 		return err
 	}
 	stmt, err := s.db.PrepareTx(ctx, tx, insertOne)
@@ -688,6 +732,22 @@ func (s *Store) insert(ctx context.Context, tx *sql.Tx, rows []events.Event) err
 		}
 	}
 	return nil
+}
+
+// insertColumns returns insertMany's arguments for rows: one array per
+// column.
+func insertColumns(rows []events.Event) []any {
+	n := len(rows)
+	pos, seq, ver, at := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	tenant, id, stream, typ := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	payload, meta, prev, hash := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	for i := range rows {
+		e := &rows[i]
+		pos[i], seq[i], ver[i], at[i] = e.Position, e.Seq, e.Version, e.RecordedAt.UnixNano()
+		tenant[i], id[i], stream[i], typ[i] = e.Tenant, e.ID, e.Stream, e.Type
+		payload[i], meta[i], prev[i], hash[i] = e.Payload, e.Metadata, e.PrevHash[:], e.Hash[:]
+	}
+	return []any{pos, tenant, seq, id, stream, ver, typ, payload, meta, at, prev, hash}
 }
 
 // remember adds committed rows to the ring of recent events.
