@@ -350,15 +350,15 @@ func (g *Governor) checkSession(ctx context.Context, c *governed) (*Refusal, err
 	case !domain.Grants(c.session.Scopes, scope):
 		return &Refusal{Code: domain.CodeInsufficientScope, Reason: fmt.Sprintf("the session does not hold %q", scope)}, nil
 	}
-	return g.checkAlive(ctx, c, false)
+	return g.checkAlive(ctx, c, cachedKills)
 }
 
-// checkAlive: no kill switch stops the agent. Checked fresh from the
-// ledger once the decision is durable and before the call is forwarded, so
-// that no call decided after a kill's position, or still unforwarded when
-// the kill commits, reaches the upstream.
-func (g *Governor) checkAlive(ctx context.Context, c *governed, fresh bool) (*Refusal, error) {
-	err := g.cmd.alive(ctx, c.a.Tenant, c.session.AgentID, fresh)
+// checkAlive: no kill switch stops the agent. Checked again once the
+// decision is durable (before, its position) and before the call is
+// forwarded, against every kill committed before the decision, so that no
+// call decided after a kill's position reaches the upstream.
+func (g *Governor) checkAlive(ctx context.Context, c *governed, before int64) (*Refusal, error) {
+	err := g.cmd.alive(ctx, c.a.Tenant, c.session.AgentID, before)
 	var de *domain.Error
 	if errors.As(err, &de) {
 		return &Refusal{Code: de.Code, Reason: de.Message}, nil
@@ -484,7 +484,7 @@ func (g *Governor) forward(ctx context.Context, c *governed, d *Decision) (json.
 		g.cmd.log.Error("could not record a call's decision; not forwarding it", "tool", c.Tool, "err", err)
 		return nil, nil, ErrNotRecorded
 	}
-	if refusal, err := g.checkAlive(ctx, c, true); refusal != nil || err != nil {
+	if refusal, err := g.checkAlive(ctx, c, pos); refusal != nil || err != nil {
 		refunded := c.authorizationID != ""
 		g.release(ctx, c, "stopped before it was forwarded")
 		reason := "not forwarded: the kill switch could not be checked"

@@ -19,10 +19,34 @@ import (
 // after the decision committed sees every kill committed before it, on any
 // replica. A decision that lost that race is undone and refused. The check
 // made before deciding may use the cache as it is: it only saves work.
+//
+// A store that knows which positions it appended itself
+// (events.StreamWatcher) lets a check made after a decision skip the read
+// when no kill-switch event can lie between the cached state and the
+// decision: no other process appended in between, and this one appended
+// no kill-switch event.
 type killSwitches struct {
 	store events.Store
+	watch events.StreamWatcher // nil: every fresh check reads
 	mu    sync.Mutex
 	by    map[string]*killEntry
+}
+
+// Kill-switch freshness, the before argument of state and alive: the
+// cached state will do (cachedKills), read the ledger now (readKills), or
+// (a position) reflect every kill committed before that append of this
+// process.
+const (
+	cachedKills int64 = 0
+	readKills   int64 = -1
+)
+
+func (k *killSwitches) init(store events.Store) {
+	k.store = store
+	if w, ok := store.(events.StreamWatcher); ok {
+		w.WatchStream(domain.KillSwitchStream)
+		k.watch = w
+	}
 }
 
 // killEntry is one tenant's cached kill-switch state. Fresh reads are
@@ -35,6 +59,7 @@ type killEntry struct {
 	mu      sync.Mutex
 	kills   domain.Kills
 	loaded  bool
+	readAt  int64 // the ledger position the last read reflects (watch)
 	running bool
 	next    *killRead
 }
@@ -63,10 +88,16 @@ func (k *killSwitches) entry(tenant string) *killEntry {
 }
 
 // state returns the tenant's kills, first reading what the ledger holds
-// past the cache when fresh is set (a read that starts after this call).
-func (k *killSwitches) state(ctx context.Context, tenant string, fresh bool) (domain.Kills, error) {
+// past the cache (a read that starts after this call) unless before is
+// cachedKills, or is a position the watching store says no kill-switch
+// event can precede unseen.
+func (k *killSwitches) state(ctx context.Context, tenant string, before int64) (domain.Kills, error) {
 	e := k.entry(tenant)
 	e.mu.Lock()
+	fresh := before != cachedKills
+	if fresh && before > 0 && e.loaded && k.watch != nil && k.watch.Quiet(domain.KillSwitchStream, e.readAt, before) {
+		fresh = false
+	}
 	if fresh || !e.loaded {
 		if e.next == nil {
 			e.next = &killRead{done: make(chan struct{})}
@@ -110,6 +141,10 @@ func (k *killSwitches) read(e *killEntry, tenant string) {
 		e.next = nil
 		after := e.kills.Version
 		e.mu.Unlock()
+		var at int64
+		if k.watch != nil {
+			at = k.watch.LastAppended() // the read below sees everything up to it
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), killReadTimeout)
 		evs, err := k.store.ReadStream(ctx, tenant, domain.KillSwitchStream, after)
 		cancel()
@@ -122,6 +157,7 @@ func (k *killSwitches) read(e *killEntry, tenant string) {
 		}
 		if err == nil {
 			e.loaded = true
+			e.readAt = max(e.readAt, at)
 		}
 		r.err = err
 		e.mu.Unlock()
@@ -131,19 +167,21 @@ func (k *killSwitches) read(e *killEntry, tenant string) {
 
 // alive returns a CodeAgentKilled error when a kill in force covers the
 // tenant's agent: its own, its tenant's or the operator's install-wide
-// kill. fresh reads the ledger first (see killSwitches).
+// kill. before says how fresh the state must be: cachedKills, readKills,
+// or the position of the caller's append, to reflect every kill committed
+// before it (see killSwitches).
 //
 // A cached state that says stopped is confirmed from the ledger before it
 // refuses, so that an unkill on any replica counts at once.
-func (s *Service) alive(ctx context.Context, tenant, agentID string, fresh bool) error {
+func (s *Service) alive(ctx context.Context, tenant, agentID string, before int64) error {
 	for _, t := range []string{domain.OperatorTenant, tenant} {
-		kills, err := s.kills.state(ctx, t, fresh)
+		kills, err := s.kills.state(ctx, t, before)
 		if err != nil {
 			return err
 		}
 		_, stopped := kills.Stops(agentID)
-		if stopped && !fresh {
-			if kills, err = s.kills.state(ctx, t, true); err != nil {
+		if stopped && before != readKills {
+			if kills, err = s.kills.state(ctx, t, readKills); err != nil {
 				return err
 			}
 		}
@@ -160,7 +198,7 @@ func (s *Service) alive(ctx context.Context, tenant, agentID string, fresh bool)
 // Alive reports, from the ledger, whether a kill switch stops the agent
 // (nil when none does).
 func (s *Service) Alive(ctx context.Context, tenant, agentID string) error {
-	return s.alive(ctx, tenant, agentID, true)
+	return s.alive(ctx, tenant, agentID, readKills)
 }
 
 // KillResult is the outcome of Kill and Unkill.
@@ -180,7 +218,7 @@ func (s *Service) Kill(ctx context.Context, a Actor, agentID, reason string) (Ki
 	var res KillResult
 	ids := a.eventIDs(domain.KillSwitchStream)
 	for attempt := 0; ; attempt++ {
-		kills, err := s.kills.state(ctx, a.Tenant, true)
+		kills, err := s.kills.state(ctx, a.Tenant, readKills)
 		if err != nil {
 			return res, err
 		}
@@ -197,7 +235,7 @@ func (s *Service) Kill(ctx context.Context, a Actor, agentID, reason string) (Ki
 			return res, err
 		}
 		res.Changed = true
-		if _, err := s.kills.state(ctx, a.Tenant, true); err != nil { // this replica's checks see it at once
+		if _, err := s.kills.state(ctx, a.Tenant, readKills); err != nil { // this replica's checks see it at once
 			return res, err
 		}
 		break
@@ -225,7 +263,7 @@ func (s *Service) Kill(ctx context.Context, a Actor, agentID, reason string) (Ki
 func (s *Service) Unkill(ctx context.Context, a Actor, agentID string) (KillResult, error) {
 	ids := a.eventIDs(domain.KillSwitchStream)
 	for attempt := 0; ; attempt++ {
-		kills, err := s.kills.state(ctx, a.Tenant, true)
+		kills, err := s.kills.state(ctx, a.Tenant, readKills)
 		if err != nil {
 			return KillResult{}, err
 		}
@@ -241,14 +279,14 @@ func (s *Service) Unkill(ctx context.Context, a Actor, agentID string) (KillResu
 		if err != nil {
 			return KillResult{}, err
 		}
-		_, err = s.kills.state(ctx, a.Tenant, true)
+		_, err = s.kills.state(ctx, a.Tenant, readKills)
 		return KillResult{Changed: true}, err
 	}
 }
 
 // Kills returns the kills in force in the tenant, from the ledger.
 func (s *Service) Kills(ctx context.Context, tenant string) (domain.Kills, error) {
-	return s.kills.state(ctx, tenant, true)
+	return s.kills.state(ctx, tenant, readKills)
 }
 
 // by names who pulls or lifts a kill: the key's prefix, or the operator.

@@ -131,7 +131,7 @@ func New(store events.Store, waiter Waiter, log *slog.Logger, opts Options) *Ser
 		s.guard = refuseAll{}
 	}
 	s.sessions = newSessionRepo(store, opts.MaxCachedSessions)
-	s.kills.store = store
+	s.kills.init(store)
 	return s
 }
 

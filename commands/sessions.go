@@ -164,7 +164,7 @@ func (s *Service) CreateSession(ctx context.Context, a Actor, req domain.NewSess
 	if err != nil {
 		return created, err
 	}
-	if err := s.alive(ctx, a.Tenant, req.AgentID, false); err != nil {
+	if err := s.alive(ctx, a.Tenant, req.AgentID, cachedKills); err != nil {
 		return domain.SessionCreated{}, err
 	}
 	recs, err := s.appendDurable(ctx, events.Proposed{ID: a.eventID(domain.SessionStream(id)), Tenant: a.Tenant, Stream: domain.SessionStream(id),
@@ -174,7 +174,7 @@ func (s *Service) CreateSession(ctx context.Context, a Actor, req domain.NewSess
 	}
 	s.acknowledge(ctx, recs)
 	// A kill that committed before the session did may have missed it.
-	if err := s.alive(ctx, a.Tenant, req.AgentID, true); err != nil {
+	if err := s.alive(ctx, a.Tenant, req.AgentID, recs[0].Position); err != nil {
 		if rerr := s.revokeSession(ctx, a, id, "agent_killed"); rerr != nil {
 			return domain.SessionCreated{}, rerr
 		}
@@ -257,7 +257,7 @@ func (s *Service) AuthorizePayment(ctx context.Context, a Actor, sessionID strin
 func (s *Service) authorize(ctx context.Context, a Actor, sessionID string, amount domain.Money, currency, description string) (PaymentResult, error) {
 	authID := a.newID("pay")
 	recs, err := s.sessions.update(ctx, a, sessionID, s.now, func(ses domain.Session) (decision, error) {
-		if err := s.alive(ctx, a.Tenant, ses.AgentID, false); err != nil {
+		if err := s.alive(ctx, a.Tenant, ses.AgentID, cachedKills); err != nil {
 			return decision{}, err
 		}
 		ok, denied := ses.Authorize(authID, amount, currency, description, s.now())
@@ -281,7 +281,7 @@ func (s *Service) authorize(ctx context.Context, a Actor, sessionID string, amou
 			return r, err
 		}
 		// A kill that committed before the authorisation did undoes it.
-		if kerr := s.alive(ctx, a.Tenant, p.AgentID, true); kerr != nil {
+		if kerr := s.alive(ctx, a.Tenant, p.AgentID, recs[0].Position); kerr != nil {
 			if rerr := s.ReleaseSpend(context.WithoutCancel(ctx), a, sessionID, p.AuthorizationID, p.Amount, "stopped by a kill switch"); rerr != nil {
 				return PaymentResult{}, rerr
 			}

@@ -155,7 +155,7 @@ func (s *Service) ReadSecret(ctx context.Context, a Actor, name, sessionID, via 
 	sec.Name = name
 	ok, denied := domain.DecideAccess(sec, sec.Exists(), ses, found, via, s.now())
 	if denied == nil {
-		if err := s.alive(ctx, a.Tenant, ses.AgentID, false); err != nil {
+		if err := s.alive(ctx, a.Tenant, ses.AgentID, cachedKills); err != nil {
 			denied = killedAccess(ok, err)
 		}
 	}
@@ -169,12 +169,13 @@ func (s *Service) ReadSecret(ctx context.Context, a Actor, name, sessionID, via 
 		return nil, &domain.Error{Code: denied.Code, Message: denied.Reason}
 	}
 	p.Type, p.Payload = domain.TypeSecretAccessed, encode(ok)
-	if _, err := s.append(ctx, p); err != nil {
+	recs, err := s.append(ctx, p)
+	if err != nil {
 		return nil, err
 	}
 	// A kill that committed before the read did: the value is not
 	// returned, and the refusal follows the read in the ledger.
-	if err := s.alive(ctx, a.Tenant, ses.AgentID, true); err != nil {
+	if err := s.alive(ctx, a.Tenant, ses.AgentID, recs[0].Position); err != nil {
 		p.ID, p.Type, p.Payload = a.eventID(domain.SecretAccessStream(name)), domain.TypeSecretAccessDenied, encode(killedAccess(ok, err))
 		if _, aerr := s.append(context.WithoutCancel(ctx), p); aerr != nil {
 			return nil, aerr

@@ -84,6 +84,24 @@ type RecentReader interface {
 	Recent(after int64, limit int) []Event
 }
 
+// StreamWatcher is implemented by stores that know, without a read, when
+// they appended every event in a range of positions themselves. It lets a
+// check that must see every event of a rare stream committed before a
+// given append (the kill switch) skip the read when none can exist.
+type StreamWatcher interface {
+	// WatchStream has the store note where it appends events of streams
+	// named stream (in any tenant). Until it is called, Quiet is false.
+	WatchStream(stream string)
+	// Quiet reports that no event of a stream named stream, in any
+	// tenant, was committed by anyone at a position in (after, before),
+	// where before is the position of an event this store appended and
+	// acknowledged. False means only that the store does not know.
+	Quiet(stream string, after, before int64) bool
+	// LastAppended returns the last position this store committed: a
+	// read begun after the call sees every event at or below it.
+	LastAppended() int64
+}
+
 // Errors returned by Store implementations. Match them with errors.Is.
 var (
 	ErrConflict    = errors.New("events: stream version conflict")

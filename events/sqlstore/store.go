@@ -75,6 +75,16 @@ type Store struct {
 
 	// observer, when set, is told of every commit (OnCommit).
 	observer atomic.Pointer[func(CommitStats)]
+
+	// foreign is the highest position another writer (or a transaction
+	// whose outcome is unknown) may have appended: every position above it
+	// up to head was appended by this store. watched holds, per watched
+	// stream name, the last position this store appended one at
+	// (StreamWatcher).
+	foreign  atomic.Int64
+	watchMu  sync.RWMutex
+	watched  map[string]*atomic.Int64
+	anyWatch atomic.Bool
 }
 
 // CommitStats describes one group commit: the transaction that wrote the
@@ -135,6 +145,7 @@ func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
 		return nil, err
 	}
 	s.head.Store(h)
+	s.foreign.Store(h) // appended before this store opened
 	go s.writer()
 	return s, nil
 }
@@ -342,9 +353,15 @@ func newPending(head int64, optimistic bool) *pending {
 // validateCaches clears the writer's caches unless they describe the
 // ledger up to head, the position the transaction read under the lock.
 func (s *Store) validateCaches(head int64) {
+	if head != s.lastPos {
+		// Another process appended, or a transaction failed: what lies
+		// up to head is not known to be this store's.
+		if head > s.foreign.Load() {
+			s.foreign.Store(head)
+		}
+	}
 	if head != s.lastPos || len(s.versions) > maxCachedKeys || len(s.tenantHead) > maxCachedKeys {
-		// Another process appended, or a transaction failed: the caches
-		// may be stale.
+		// The caches may be stale.
 		clear(s.versions)
 		clear(s.tenantHead)
 		s.lastPos = head
@@ -418,8 +435,43 @@ func (s *Store) write(calls []*appendCall, lookup bool) (results []appendResult,
 	return results, p.pos, nil
 }
 
+// WatchStream implements events.StreamWatcher. Events of the stream this
+// store appended before the call count as appended at the call.
+func (s *Store) WatchStream(stream string) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	if s.watched == nil {
+		s.watched = map[string]*atomic.Int64{}
+	}
+	if s.watched[stream] == nil {
+		w := &atomic.Int64{}
+		w.Store(s.head.Load())
+		s.watched[stream] = w
+	}
+	s.anyWatch.Store(true)
+}
+
+// Quiet implements events.StreamWatcher: every position in (after,
+// before) is this store's (none above foreign is another's), and none of
+// them holds the stream (the last one that did is at or below after).
+func (s *Store) Quiet(stream string, after, before int64) bool {
+	s.watchMu.RLock()
+	w := s.watched[stream]
+	s.watchMu.RUnlock()
+	return w != nil && before <= s.head.Load() && s.foreign.Load() <= after && w.Load() <= after
+}
+
 // committed folds a committed transaction's rows into the writer's caches.
 func (s *Store) committed(p *pending) {
+	if s.anyWatch.Load() {
+		s.watchMu.RLock()
+		for i := range p.rows {
+			if w := s.watched[p.rows[i].Stream]; w != nil {
+				w.Store(p.rows[i].Position)
+			}
+		}
+		s.watchMu.RUnlock()
+	}
 	for k, v := range p.versions {
 		s.versions[k] = v
 	}

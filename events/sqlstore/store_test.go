@@ -349,3 +349,64 @@ func TestTwoWritersShareOneLedger(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamWatcher: the store says a watched stream is quiet over a range
+// of positions only when it appended every position in it and none of
+// them to that stream: its own append to the stream, another store's
+// append to anything, and a position it has not committed all make it
+// unsure.
+func TestStreamWatcher(t *testing.T) {
+	for _, b := range sqltest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			db, _ := b.Open(t)
+			ctx := context.Background()
+			s, err := sqlstore.Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var w events.StreamWatcher = s
+			w.WatchStream("kills")
+			at := func(st *sqlstore.Store, stream string) int64 {
+				t.Helper()
+				got, err := st.Append(ctx, events.Proposed{ID: events.NewID(), Tenant: "t_a", Stream: stream, ExpectedVersion: events.AnyVersion, Type: "test.a", Payload: []byte(`{}`)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return got[0].Position
+			}
+			quiet := func(want bool, after, before int64, why string) {
+				t.Helper()
+				if got := w.Quiet("kills", after, before); got != want {
+					t.Errorf("Quiet(kills, %d, %d) = %v, want %v: %s", after, before, got, want, why)
+				}
+			}
+			p1 := at(s, "other")
+			quiet(true, 0, p1, "only this store has appended, none to the stream")
+			p2 := at(s, "kills")
+			p3 := at(s, "other")
+			quiet(false, p1, p3, "this store appended to the stream in between")
+			quiet(true, p2, p3, "after its last append to the stream")
+			if w.Quiet("unwatched", p2, p3) {
+				t.Error("an unwatched stream was reported quiet")
+			}
+
+			other, err := sqlstore.Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			p4 := at(other, "other")
+			p5 := at(s, "other")
+			quiet(false, p3, p5, "another store appended in between")
+			quiet(true, p4, p5, "after the other store's append")
+			quiet(false, p5, p5+10, "a position this store has not committed")
+			p6 := at(other, "kills")
+			p7 := at(s, "other")
+			quiet(false, p5, p7, "another store appended to the stream in between")
+			if p6 >= p7 {
+				t.Fatalf("positions out of order: %d, %d", p6, p7)
+			}
+		})
+	}
+}
