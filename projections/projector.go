@@ -230,15 +230,20 @@ func (r *runner) readCheckpoint(ctx context.Context) (int64, error) {
 func readCheckpoint(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, d sqldb.Dialect, name string, lock bool) (int64, error) {
-	query := "SELECT position FROM checkpoints WHERE name = ?"
-	if lock && d == sqldb.Postgres {
-		query += " FOR UPDATE"
-	}
 	var pos int64
-	if err := q.QueryRowContext(ctx, sqldb.Rebind(d, query), name).Scan(&pos); err != nil {
+	if err := q.QueryRowContext(ctx, sqldb.Rebind(d, checkpointQuery(d, lock)), name).Scan(&pos); err != nil {
 		return 0, fmt.Errorf("projections: read checkpoint %s: %w", name, err)
 	}
 	return pos, nil
+}
+
+// checkpointQuery reads a group's checkpoint, locking the row on Postgres
+// when lock is set (so that one replica applies a batch at a time).
+func checkpointQuery(d sqldb.Dialect, lock bool) string {
+	if lock && d == sqldb.Postgres {
+		return "SELECT position FROM checkpoints WHERE name = ? FOR UPDATE"
+	}
+	return "SELECT position FROM checkpoints WHERE name = ?"
 }
 
 var errGap = errors.New("projections: event ahead of checkpoint; resyncing")
@@ -303,17 +308,16 @@ func (r *runner) apply(ctx context.Context, batch []events.Event) error {
 // begin starts a batch. Its commit is not flushed to disk: a read model
 // moves atomically with its checkpoint, so a power loss can only roll back
 // whole batches, which the ledger replays (see sqldb.RelaxedTx).
+//
+// The checkpoint row is read, locked on Postgres, as the transaction's
+// first statement, and moved as its last (see sqldb.BeginRelaxedQuery).
 func (r *runner) begin(ctx context.Context) error {
-	tx, err := r.db.BeginRelaxed(ctx)
+	var pos int64
+	tx, err := r.db.BeginRelaxedQuery(ctx, []any{&pos}, r.db.Rebind(checkpointQuery(r.db.Dialect, true)), r.group.Name)
 	if err != nil {
-		return fmt.Errorf("projections: begin: %w", err)
+		return fmt.Errorf("projections: begin and read checkpoint %s: %w", r.group.Name, err)
 	}
-	pos, err := readCheckpoint(ctx, tx.Tx, r.db.Dialect, r.group.Name, true)
-	if err != nil {
-		tx.Rollback()
-		return err
-	}
-	r.tx, r.ptx, r.applied, r.pending = tx, newTx(tx.Tx, r.db, ""), pos, 0
+	r.tx, r.ptx, r.applied, r.pending = tx, newTx(tx.Q, r.db, ""), pos, 0
 	return nil
 }
 
@@ -322,16 +326,16 @@ func (r *runner) commit(ctx context.Context) error {
 		r.rollback()
 		return err
 	}
+	var err error
 	if r.pending > 0 {
-		if _, err := r.db.ExecTx(ctx, r.tx.Tx, r.db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"),
-			r.applied, time.Now().UnixNano(), r.group.Name); err != nil {
-			r.rollback()
-			return fmt.Errorf("projections: move checkpoint: %w", err)
-		}
+		err = r.tx.CommitAfter(ctx, r.db.Rebind("UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?"),
+			r.applied, time.Now().UnixNano(), r.group.Name)
+	} else {
+		err = r.tx.Commit()
 	}
-	if err := r.tx.Commit(); err != nil {
+	if err != nil {
 		r.tx = nil
-		return fmt.Errorf("projections: commit: %w", err)
+		return fmt.Errorf("projections: move checkpoint and commit: %w", err)
 	}
 	r.tx = nil
 	r.lastCommit = time.Now()
@@ -436,7 +440,7 @@ func watermillLogger(log *slog.Logger) watermill.LoggerAdapter {
 // "{sessions}", and use "?" placeholders; Tx maps the names to the live or
 // scratch tables and the placeholders to the dialect's.
 type Tx struct {
-	tx      *sql.Tx
+	tx      sqldb.Querier
 	db      *sqldb.DB
 	dialect sqldb.Dialect
 	prefix  string
@@ -471,7 +475,7 @@ func (t *Tx) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error
 	return t.tx.QueryContext(ctx, t.rewrite(q), args...)
 }
 
-func newTx(tx *sql.Tx, db *sqldb.DB, prefix string) *Tx {
+func newTx(tx sqldb.Querier, db *sqldb.DB, prefix string) *Tx {
 	return &Tx{tx: tx, db: db, dialect: db.Dialect, prefix: prefix}
 }
 
@@ -497,12 +501,18 @@ func (t *Tx) Invalidate(ctx context.Context, what string) error {
 
 // Exec runs a statement.
 func (t *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.db.ExecTx(ctx, t.tx, t.rewrite(q), args...)
+	if tx, ok := t.tx.(*sql.Tx); ok { // SQLite's statement cache binds to a *sql.Tx
+		return t.db.ExecTx(ctx, tx, t.rewrite(q), args...)
+	}
+	return t.tx.ExecContext(ctx, t.rewrite(q), args...)
 }
 
 // QueryRow runs a query returning at most one row.
 func (t *Tx) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.db.QueryRowTx(ctx, t.tx, t.rewrite(q), args...)
+	if tx, ok := t.tx.(*sql.Tx); ok {
+		return t.db.QueryRowTx(ctx, tx, t.rewrite(q), args...)
+	}
+	return t.tx.QueryRowContext(ctx, t.rewrite(q), args...)
 }
 
 // Describe returns Describe(e), decoding e's payload only once per event.

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/haldir-dev/haldir/events"
+	"github.com/haldir-dev/haldir/storage/sqldb"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // writePipelined is write on Postgres for a first attempt. It takes one
@@ -45,7 +45,7 @@ func (s *Store) writePipelined(calls []*appendCall) (results []appendResult, las
 	want, tenants, streams := s.unknownStreams(calls)
 	var head int64
 	fetched := map[streamKey]int64{}
-	err = onPgx(conn, func(pc *pgx.Conn) error {
+	err = sqldb.OnPgx(conn, func(pc *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue("BEGIN")
 		b.Queue("SELECT pg_advisory_xact_lock($1)", int64(ledgerLock))
@@ -191,7 +191,7 @@ func (s *Store) plannable(calls []*appendCall) bool {
 // sendAll runs the statements of b (ending in COMMIT) in one round trip
 // and returns how many rows its INSERT, if any, wrote.
 func sendAll(conn *sql.Conn, b *pgx.Batch) (inserted int64, err error) {
-	err = onPgx(conn, func(pc *pgx.Conn) error {
+	err = sqldb.OnPgx(conn, func(pc *pgx.Conn) error {
 		br := pc.SendBatch(context.Background(), b)
 		var err error
 		for _, q := range b.QueuedQueries {
@@ -231,7 +231,7 @@ func statementName(query string) string {
 // rollback ends the connection's transaction, if it has one; a connection
 // that cannot is closed, so that the pool drops it.
 func rollback(ctx context.Context, conn *sql.Conn) {
-	onPgx(conn, func(pc *pgx.Conn) error {
+	sqldb.OnPgx(conn, func(pc *pgx.Conn) error {
 		if pc.PgConn().TxStatus() == 'I' {
 			return nil
 		}
@@ -239,16 +239,5 @@ func rollback(ctx context.Context, conn *sql.Conn) {
 			pc.Close(ctx)
 		}
 		return nil
-	})
-}
-
-// onPgx runs f on conn's pgx connection. f must not use conn itself.
-func onPgx(conn *sql.Conn, f func(*pgx.Conn) error) error {
-	return conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("events: the Postgres pool's driver is %T, not pgx", dc)
-		}
-		return f(c.Conn())
 	})
 }

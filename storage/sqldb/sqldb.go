@@ -20,8 +20,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -311,4 +312,17 @@ func Unavailable(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", events.ErrUnavailable, err)
+}
+
+// OnPgx runs f on the pgx connection under conn, a connection of a
+// Postgres pool, for what database/sql cannot express (pipelined
+// batches). f must not use conn itself.
+func OnPgx(conn *sql.Conn, f func(*pgx.Conn) error) error {
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("sqldb: the Postgres pool's driver is %T, not pgx", dc)
+		}
+		return f(c.Conn())
+	})
 }
