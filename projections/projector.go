@@ -501,18 +501,12 @@ func (t *Tx) Invalidate(ctx context.Context, what string) error {
 
 // Exec runs a statement.
 func (t *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	if tx, ok := t.tx.(*sql.Tx); ok { // SQLite's statement cache binds to a *sql.Tx
-		return t.db.ExecTx(ctx, tx, t.rewrite(q), args...)
-	}
-	return t.tx.ExecContext(ctx, t.rewrite(q), args...)
+	return t.db.ExecTx(ctx, t.tx, t.rewrite(q), args...)
 }
 
 // QueryRow runs a query returning at most one row.
 func (t *Tx) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	if tx, ok := t.tx.(*sql.Tx); ok {
-		return t.db.QueryRowTx(ctx, tx, t.rewrite(q), args...)
-	}
-	return t.tx.QueryRowContext(ctx, t.rewrite(q), args...)
+	return t.db.QueryRowTx(ctx, t.tx, t.rewrite(q), args...)
 }
 
 // Describe returns Describe(e), decoding e's payload only once per event.

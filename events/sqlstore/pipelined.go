@@ -35,7 +35,7 @@ func (s *Store) writePipelined(calls []*appendCall) (results []appendResult, las
 	defer conn.Close()
 	defer func() {
 		if err != nil {
-			rollback(ctx, conn)
+			sqldb.RollbackConn(ctx, conn)
 		}
 	}()
 	if results, last, done, err := s.writeOneTrip(ctx, conn, calls); done || err != nil {
@@ -191,25 +191,16 @@ func (s *Store) plannable(calls []*appendCall) bool {
 // sendAll runs the statements of b (ending in COMMIT) in one round trip
 // and returns how many rows its INSERT, if any, wrote.
 func sendAll(conn *sql.Conn, b *pgx.Batch) (inserted int64, err error) {
-	err = sqldb.OnPgx(conn, func(pc *pgx.Conn) error {
-		br := pc.SendBatch(context.Background(), b)
-		var err error
-		for _, q := range b.QueuedQueries {
-			tag, xerr := br.Exec()
-			if xerr != nil {
-				err = fmt.Errorf("events: %s: %w", statementName(q.SQL), xerr)
-				break
-			}
-			if tag.Insert() {
-				inserted = tag.RowsAffected()
-			}
+	tags, err := sqldb.ExecBatch(context.Background(), conn, b)
+	if err != nil {
+		return 0, fmt.Errorf("events: %s: %w", statementName(b.QueuedQueries[min(len(tags), b.Len()-1)].SQL), err)
+	}
+	for _, tag := range tags {
+		if tag.Insert() {
+			inserted = tag.RowsAffected()
 		}
-		if cerr := br.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("events: commit append: %w", cerr)
-		}
-		return err
-	})
-	return inserted, err
+	}
+	return inserted, nil
 }
 
 // statementName names a pipelined statement in an error.
@@ -226,18 +217,4 @@ func statementName(query string) string {
 		return "notify"
 	}
 	return "lock ledger"
-}
-
-// rollback ends the connection's transaction, if it has one; a connection
-// that cannot is closed, so that the pool drops it.
-func rollback(ctx context.Context, conn *sql.Conn) {
-	sqldb.OnPgx(conn, func(pc *pgx.Conn) error {
-		if pc.PgConn().TxStatus() == 'I' {
-			return nil
-		}
-		if _, err := pc.Exec(ctx, "ROLLBACK"); err != nil {
-			pc.Close(ctx)
-		}
-		return nil
-	})
 }

@@ -27,13 +27,19 @@ func TestContract(t *testing.T) {
 	}
 }
 
-func harness(t *testing.T, db *sqldb.DB) storetest.Harness {
-	ctx := context.Background()
-	s, err := sqlstore.Open(ctx, db)
+// open opens a store on db, closed at the test's cleanup.
+func open(t *testing.T, db *sqldb.DB) *sqlstore.Store {
+	t.Helper()
+	s, err := sqlstore.Open(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func harness(t *testing.T, db *sqldb.DB) storetest.Harness {
+	s := open(t, db)
 	return storetest.Harness{
 		Store: s,
 		Exec: func(ctx context.Context, q string, args ...any) error {
@@ -77,11 +83,7 @@ func TestColdCacheDecisionsOnManyStreams(t *testing.T) {
 				}
 			}
 			seeder.Close()
-			s, err := sqlstore.Open(ctx, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := open(t, db)
 
 			type outcome struct {
 				stream string
@@ -156,11 +158,7 @@ func TestDeferrableAppendSharesTheNextCommit(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			db, _ := b.Open(t)
 			ctx := context.Background()
-			s, err := sqlstore.Open(ctx, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := open(t, db)
 			var mu sync.Mutex
 			var commits []sqlstore.CommitStats
 			s.OnCommit(func(c sqlstore.CommitStats) {
@@ -233,11 +231,7 @@ func TestTwoWritersShareOneLedger(t *testing.T) {
 			var mu sync.Mutex
 			oneTrip := [2]map[bool]int{{}, {}}
 			for i := range stores {
-				s, err := sqlstore.Open(ctx, db)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer s.Close()
+				s := open(t, db)
 				s.OnCommit(func(c sqlstore.CommitStats) {
 					mu.Lock()
 					oneTrip[i][c.OneTrip]++
@@ -360,11 +354,7 @@ func TestStreamWatcher(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			db, _ := b.Open(t)
 			ctx := context.Background()
-			s, err := sqlstore.Open(ctx, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := open(t, db)
 			var w events.StreamWatcher = s
 			w.WatchStream("kills")
 			at := func(st *sqlstore.Store, stream string) int64 {
@@ -391,11 +381,7 @@ func TestStreamWatcher(t *testing.T) {
 				t.Error("an unwatched stream was reported quiet")
 			}
 
-			other, err := sqlstore.Open(ctx, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer other.Close()
+			other := open(t, db)
 			p4 := at(other, "other")
 			p5 := at(s, "other")
 			quiet(false, p3, p5, "another store appended in between")

@@ -110,22 +110,12 @@ func (t *RelaxedTx) CommitAfter(ctx context.Context, query string, args ...any) 
 		}
 		return errors.Join(err, t.finish())
 	}
-	err := OnPgx(t.conn, func(pc *pgx.Conn) error {
-		b := &pgx.Batch{}
-		if query != "" {
-			b.Queue(query, args...)
-		}
-		b.Queue("COMMIT")
-		br := pc.SendBatch(ctx, b)
-		var err error
-		for range b.Len() {
-			if _, err = br.Exec(); err != nil {
-				break
-			}
-		}
-		return errors.Join(err, br.Close())
-	})
-	if err != nil {
+	b := &pgx.Batch{}
+	if query != "" {
+		b.Queue(query, args...)
+	}
+	b.Queue("COMMIT")
+	if _, err := ExecBatch(ctx, t.conn, b); err != nil {
 		t.Rollback()
 		return err
 	}
@@ -139,15 +129,7 @@ func (t *RelaxedTx) Rollback() error {
 		return nil
 	}
 	if t.pg {
-		OnPgx(t.conn, func(pc *pgx.Conn) error {
-			if pc.PgConn().TxStatus() == 'I' {
-				return nil
-			}
-			if _, err := pc.Exec(context.Background(), "ROLLBACK"); err != nil {
-				pc.Close(context.Background()) // the pool drops a closed connection
-			}
-			return nil
-		})
+		RollbackConn(context.Background(), t.conn)
 		return t.finish()
 	}
 	err := t.tx.Rollback()

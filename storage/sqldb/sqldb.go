@@ -186,14 +186,15 @@ func (db *DB) Close() error {
 	return err
 }
 
-// ExecTx runs query in tx, through the statement cache when there is one.
-func (db *DB) ExecTx(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	if db.Stmts != nil {
+// ExecTx runs query in q, through the statement cache when there is one
+// (it binds to a *sql.Tx; other queriers run the query directly).
+func (db *DB) ExecTx(ctx context.Context, q Querier, query string, args ...any) (sql.Result, error) {
+	if tx, ok := q.(*sql.Tx); ok && db.Stmts != nil {
 		if s := db.Stmts.lookup(query); s != nil {
 			return tx.StmtContext(ctx, s).ExecContext(ctx, args...)
 		}
 	}
-	return tx.ExecContext(ctx, query, args...)
+	return q.ExecContext(ctx, query, args...)
 }
 
 // PrepareTx returns query prepared for tx: the cached statement bound to tx
@@ -207,15 +208,15 @@ func (db *DB) PrepareTx(ctx context.Context, tx *sql.Tx, query string) (*sql.Stm
 	return tx.PrepareContext(ctx, query)
 }
 
-// QueryRowTx runs a single-row query in tx, through the statement cache
-// when there is one.
-func (db *DB) QueryRowTx(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	if db.Stmts != nil {
+// QueryRowTx runs a single-row query in q, through the statement cache
+// when there is one (as ExecTx).
+func (db *DB) QueryRowTx(ctx context.Context, q Querier, query string, args ...any) *sql.Row {
+	if tx, ok := q.(*sql.Tx); ok && db.Stmts != nil {
 		if s := db.Stmts.lookup(query); s != nil {
 			return tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
 		}
 	}
-	return tx.QueryRowContext(ctx, query, args...)
+	return q.QueryRowContext(ctx, query, args...)
 }
 
 // Ping checks that the database answers a query.
@@ -312,6 +313,40 @@ func Unavailable(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", events.ErrUnavailable, err)
+}
+
+// ExecBatch runs the statements of b on conn in one round trip and
+// returns their command tags. On failure it returns the tags of the
+// statements that succeeded, so len(tags) is the index of the one that
+// failed; the statements after it did not run.
+func ExecBatch(ctx context.Context, conn *sql.Conn, b *pgx.Batch) (tags []pgconn.CommandTag, err error) {
+	err = OnPgx(conn, func(pc *pgx.Conn) error {
+		br := pc.SendBatch(ctx, b)
+		for range b.Len() {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			tags = append(tags, tag)
+		}
+		return br.Close()
+	})
+	return tags, err
+}
+
+// RollbackConn ends the transaction conn's session holds, if any, on
+// Postgres; a connection that cannot is closed, so that the pool drops it.
+func RollbackConn(ctx context.Context, conn *sql.Conn) {
+	OnPgx(conn, func(pc *pgx.Conn) error {
+		if pc.PgConn().TxStatus() == 'I' {
+			return nil
+		}
+		if _, err := pc.Exec(ctx, "ROLLBACK"); err != nil {
+			pc.Close(ctx)
+		}
+		return nil
+	})
 }
 
 // OnPgx runs f on the pgx connection under conn, a connection of a
